@@ -24,13 +24,6 @@ class RtasStatus(enum.IntEnum):
     SYSPARM_PARAM_ERROR = -9999
 
 
-class HcallStatus(enum.IntEnum):
-    """Return value of the H_RTAS hypercall itself (r3 after the trap)."""
-
-    H_SUCCESS = 0
-    H_PARAMETER = -4
-
-
 class SensorType(enum.IntEnum):
     """Sensor and indicator types used by DR (PAPR table 41)."""
 

@@ -1,0 +1,140 @@
+"""The RTAS argument-buffer convention, both sides of it.
+
+A call is a buffer of big-endian u32 words in guest memory: token, nargs, nret,
+``nargs`` arguments, then ``nret`` return words (rets[0] is the status). The guest
+writes it (:func:`encode_call`) and traps with its address; the machine decodes it
+(:meth:`RtasCall.decode`), and the handler writes the rets back in place
+(:meth:`RtasCall.set_ret`); the guest reads them (:func:`read_rets`). The layout
+lives only in this module.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+import attrs
+
+from rtas.memory import GuestMemory
+
+#: H_RTAS drops the top nibble of the buffer address (QEMU's ppc64_phys_to_real).
+RTAS_ADDR_MASK = ~0xF000_0000_0000_0000 & 0xFFFF_FFFF_FFFF_FFFF
+#: Size of the {token, nargs, nret} header that precedes the arguments.
+RTAS_CALL_HEADER_SIZE = 12
+#: Size of one argument or return word.
+RTAS_WORD_SIZE = 4
+
+_U32_MASK = 0xFFFF_FFFF
+_S32 = struct.Struct(">i")
+_HEADER = struct.Struct(">III")
+# Argument blocks of the sizes real calls use, compiled once.
+_ARG_LAYOUTS = tuple(struct.Struct(f">{n}I") for n in range(16))
+
+RtasCallerT = TypeVar("RtasCallerT")
+
+
+def _arg_layout(nargs: int) -> struct.Struct:
+    if nargs < len(_ARG_LAYOUTS):
+        return _ARG_LAYOUTS[nargs]
+    return struct.Struct(f">{nargs}I")
+
+
+def rets_offset(nargs: int) -> int:
+    """Byte offset of rets[0] from the buffer start.
+
+    QEMU computes ``4 * nargs`` in 32-bit arithmetic, so a huge ``nargs`` wraps.
+    """
+    return RTAS_CALL_HEADER_SIZE + ((nargs * RTAS_WORD_SIZE) & _U32_MASK)
+
+
+def call_buffer_size(nargs: int, nret: int) -> int:
+    """Bytes a guest must reserve for a call with ``nargs`` arguments and ``nret`` rets."""
+    return RTAS_CALL_HEADER_SIZE + RTAS_WORD_SIZE * (nargs + nret)
+
+
+@attrs.frozen
+class RtasCall(Generic[RtasCallerT]):
+    """One decoded RTAS call, still bound to the guest buffer its rets go to.
+
+    ``args`` are the raw u32 words; ``caller`` is whatever the machine passed for
+    the trapping vCPU. Rets are written straight into guest memory.
+    """
+
+    memory: GuestMemory = attrs.field(repr=False)
+    #: Buffer address after H_RTAS's mask.
+    addr: int
+    token: int
+    nargs: int
+    nret: int
+    args: tuple[int, ...]
+    caller: RtasCallerT = attrs.field(repr=False)
+    #: Guest address of rets[0].
+    rets_addr: int = attrs.field(repr=False)
+
+    @classmethod
+    def decode(cls, memory: GuestMemory, addr: int, caller: RtasCallerT) -> RtasCall[RtasCallerT]:
+        """Read the call at ``addr`` (masked as H_RTAS does).
+
+        Raises GuestMemoryError when the header or the arguments lie outside memory.
+        """
+        addr &= RTAS_ADDR_MASK
+        token, nargs, nret = memory.unpack(_HEADER, addr)
+        args = memory.unpack(_arg_layout(nargs), addr + RTAS_CALL_HEADER_SIZE)
+        return cls(memory, addr, token, nargs, nret, args, caller, addr + rets_offset(nargs))
+
+    def set_ret(self, i: int, value: int) -> None:
+        """Write rets[i] (truncated to u32; negative statuses become two's complement).
+
+        Like QEMU's rtas_st this does not check ``i`` against ``nret``: handlers
+        report a bad nret through rets[0].
+        """
+        self.memory.st32(self.rets_addr + RTAS_WORD_SIZE * i, value & _U32_MASK)
+
+    def ret(self, i: int) -> int:
+        """rets[i] as it is now in guest memory, as a signed 32-bit int."""
+        return self.memory.unpack(_S32, self.rets_addr + RTAS_WORD_SIZE * i)[0]
+
+    @property
+    def status(self) -> int:
+        """rets[0], signed (the RTAS status the guest sees)."""
+        return self.ret(0)
+
+    def rets_in_memory(self, limit: int) -> tuple[int, ...]:
+        """Up to ``min(nret, limit)`` signed rets, stopping at the end of memory.
+
+        A snapshot for observers: never raises, whatever nret the guest wrote.
+        """
+        count = min(self.nret, limit, max(0, (self.memory.size - self.rets_addr) // RTAS_WORD_SIZE))
+        if count <= 0:
+            return ()
+        return self.memory.unpack(struct.Struct(f">{count}i"), self.rets_addr)
+
+
+def _to_u32(value: int, what: str) -> int:
+    if not -0x8000_0000 <= value <= _U32_MASK:
+        raise ValueError(f"{what} {value} does not fit in 32 bits")
+    return value & _U32_MASK
+
+
+def encode_call(memory: GuestMemory, addr: int, token: int, args: Sequence[int], nret: int) -> None:
+    """Write an RTAS call buffer at ``addr`` with its rets zeroed (the guest side).
+
+    Arguments may be given signed (stored two's complement) or unsigned.
+    """
+    if not 0 <= nret <= _U32_MASK:
+        raise ValueError(f"nret {nret} does not fit in 32 bits")
+    words = [_to_u32(token, "token"), len(args), nret]
+    words.extend(_to_u32(a, "argument") for a in args)
+    words.extend([0] * nret)
+    memory.write(addr & RTAS_ADDR_MASK, struct.pack(f">{len(words)}I", *words))
+
+
+def read_rets(memory: GuestMemory, addr: int) -> tuple[int, ...]:
+    """The rets of the call buffer at ``addr``, signed, as the guest reads them back."""
+    addr &= RTAS_ADDR_MASK
+    _token, nargs, nret = memory.unpack(_HEADER, addr)
+    rets_addr = addr + rets_offset(nargs)
+    if nret == 0:
+        return ()
+    return memory.unpack(struct.Struct(f">{nret}i"), rets_addr)
