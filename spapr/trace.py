@@ -124,15 +124,15 @@ class TraceRecorder:
         """Whether emitting costs anything (something keeps or receives events)."""
         return self.keep or bool(self._subs)
 
-    def emit(self, name: str, **fields: Any) -> None:
+    def emit(self, event_name: str, /, **fields: Any) -> None:
         """Record one event now."""
         if not self.keep and not self._subs:
             return
-        event = TraceEvent(self._clock(), name, fields)
+        event = TraceEvent(self._clock(), event_name, fields)
         if self.keep:
             self.events.append(event)
         for sub in self._subs:
-            if sub.wants(name):
+            if sub.wants(event_name):
                 sub.sink(event)
 
     def select(self, pattern: str = "*") -> list[TraceEvent]:
