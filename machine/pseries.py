@@ -1,0 +1,771 @@
+"""The pseries machine: QEMU 7.2's host side of CPU hotplug, assembled on virtual time.
+
+``PseriesMachine`` wires the sans-IO pieces together the way spapr.c does: the
+possible-CPU slots and their DR connectors (plus the PHB and PCI connectors QEMU
+always creates, so every connector list and reset walk has QEMU's order), the
+event queue and its XICS interrupts, the RTAS dispatcher behind H_RTAS, the spapr
+core hotplug handler, the vCPU scheduler, machine reset, CAS and the device tree.
+Monitor commands (``device_add``, ``device_del``, ``system_reset``, the queries)
+are plain methods; transports live elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from fdt import DeviceTree, Node, to_dtb
+from machine.config import MachineSetup, reset_warnings
+from machine.device_tree import DeviceTreeConfig, DeviceTreeState, build_device_tree
+from machine.guest_random import GuestRandom
+from machine.qdev import build_core, parse_device_add
+from machine.qom import QomObject, QomTree
+from machine.qom_order import drc_container_order
+from machine.sched import VcpuScheduler, VcpuState
+from rtas import GuestMemory, RtasDispatcher
+from rtas.hcalls import Hcall, HcallReturn
+from spapr.cpu_core import (
+    CoreHotplugHandler,
+    CoreSlot,
+    SpaprCpuCore,
+    VcpuThread,
+)
+from spapr.cpu_models import CpuModel
+from spapr.cpu_node import CpuNodeEnv
+from spapr.cpu_rtas import CpuRtas
+from spapr.drc import DRC, DrcTable, DrcType, drc_index
+from spapr.drc_rtas import register_drc_rtas
+from spapr.errors import QemuError
+from spapr.events import EventQueue
+from spapr.ovec import (
+    OV1_PPC_3_00,
+    OV5_DRMEM_V2,
+    OV5_FORM1_AFFINITY,
+    OV5_FORM2_AFFINITY,
+    OV5_HP_EVT,
+    OV5_HPT_RESIZE,
+    OV5_MMU_RADIX_300,
+    OV5_MMU_RADIX_GTSE,
+    OV5_XIVE_EXPLOIT,
+    OptionVector,
+    parse_vector,
+)
+from spapr.platform_rtas import PlatformRtas
+from spapr.trace import TraceRecorder
+from spapr.xics import Xics
+
+#: Number of PHB connectors QEMU creates (SPAPR_MAX_PHBS) and PCI slots of PHB 0.
+SPAPR_MAX_PHBS = 31
+PCI_SLOTS_PER_PHB = 256
+#: Where the device tree is placed for the boot CPU: just below the RMA's 256 MiB cap.
+FDT_MAX_SIZE = 0x100000
+FDT_MAX_ADDR = 0x10000000
+#: Fixed start of the guest RTC (deterministic virtual time; QEMU uses the host clock).
+RTC_EPOCH = datetime.datetime(2016, 9, 1, 0, 0, 0)
+#: CAS refused because other vCPUs are running.
+H_MULTI_THREADS_ACTIVE = -9005
+#: Header QEMU puts before the FDT it returns from CAS (SpaprDeviceTreeUpdateHeader).
+CAS_FDT_HEADER_VERSION = 1
+
+
+@attrs.frozen
+class QmpEvent:
+    """An asynchronous QMP event (the transport adds the wall-clock timestamp)."""
+
+    name: str
+    data: Mapping[str, Any]
+    t: int = 0
+
+
+def _device_event_data(dev_id: str | None, path: str) -> dict[str, Any]:
+    """DEVICE_DELETED / DEVICE_UNPLUG_GUEST_ERROR payload: ``device`` only when it has an id."""
+    return {"path": path} if dev_id is None else {"device": dev_id, "path": path}
+
+
+def _rtc_time(now_ns: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    when = RTC_EPOCH + datetime.timedelta(microseconds=now_ns // 1000)
+    return (when.year, when.month, when.day), (when.hour, when.minute, when.second)
+
+
+class PseriesMachine:
+    """One pseries machine built from a validated :class:`MachineSetup`."""
+
+    def __init__(
+        self,
+        setup: MachineSetup,
+        *,
+        trace: TraceRecorder | None = None,
+        host_cpus: int | None = None,
+        program_factory: Callable[[int, int, int], Generator[Any, Any, Any]] | None = None,
+    ) -> None:
+        self.setup = setup
+        self.topology = setup.topology
+        model = setup.cpu.model
+        assert model is not None, "startup() refuses CPU models without an sPAPR core"
+        self.model: CpuModel = model
+        self.core_type = setup.core_type
+        self.thread_type = "host-powerpc64-cpu" if setup.cpu.is_host else model.thread_type
+        self.trace = trace if trace is not None else TraceRecorder()
+        self.qmp_events: list[QmpEvent] = []
+        self.event_listeners: list[Callable[[QmpEvent], None]] = []
+        self.random = GuestRandom(setup.config.seed)
+        self.memory = GuestMemory(setup.ram_size)
+        self.qom = QomTree(setup.machine.qom_type)
+        self.runstate = "prelaunch"
+        self.migrating = False
+        self.legacy_core_names = setup.config.legacy_core_names
+        self.guest_program_factory = program_factory
+        self.fdt_blob: bytes = b""
+        self.fdt_addr = 0
+        self.ov5 = self._offered_ov5()
+        self.ov5_cas = OptionVector()
+        self.compat_pvr = setup.max_compat.logical_pvr if setup.max_compat else 0
+        self.pre_isa3_guest = False
+        self.radix_guest = False
+        self.htab_shift = 0
+        self.boot_vcpu_id = 0
+        self.rtc_offset_ns = 0
+
+        nr_vcpus = self.topology.max_cpus
+        self.sched = VcpuScheduler(
+            host_cpus if host_cpus is not None else max(1, nr_vcpus),
+            hcall=self._hcall,
+            program_factory=self._program_for,
+            trace=self.trace,
+        )
+        self.trace.set_clock(self.sched.clock)
+        self.xics = Xics(
+            nr_irqs=setup.machine.nr_xirqs,
+            trace=self.trace,
+            raise_external=self._external_line,
+        )
+        self.events = EventQueue(
+            pulse_irq=self.xics.pulse,
+            rtc=lambda: _rtc_time(self.sched.now + self.rtc_offset_ns),
+            modern_hotplug_events=setup.modern_hotplug_events,
+        )
+        self.xics.claim(self.events.epow_irq)
+        if setup.modern_hotplug_events:
+            self.xics.claim(self.events.hotplug_irq)
+
+        self.rtas = RtasDispatcher[int]()
+        self.rtas.add_observer(self._trace_rtas_call)
+        self.drcs = DrcTable(self.trace)
+        self.slots: list[CoreSlot] = [
+            CoreSlot(s.index, s.core_id, s.node_id, s.vcpus_count, s.type)
+            for s in self.topology.slots
+        ]
+        self.cores: list[SpaprCpuCore] = []
+        self.threads_by_vcpu: dict[int, VcpuThread] = {}
+        self.hotplug = CoreHotplugHandler(
+            host=self,
+            model=model,
+            core_type=self.core_type,
+            smp_threads=self.topology.threads,
+            has_hotpluggable_cpus=setup.machine.has_hotpluggable_cpus,
+            slots=self.slots,
+            drc_for_core_id=self._drc_for_core_id,
+            events=self.events,
+            node_env=self.node_env,
+            vcpu_id=self.topology.vcpu_id,
+            boot_compat_pvr=lambda: self.compat_pvr,
+            incoming=lambda: self.runstate == "inmigrate",
+        )
+        self._create_unattached_placeholders_before_cpus()
+        self._create_drcs()
+        self._register_rtas()
+        self._create_boot_cores()
+        self._create_unattached_placeholders_after_cpus()
+
+    # ------------------------------------------------------------------ wiring
+
+    def _offered_ov5(self) -> OptionVector:
+        """spapr->ov5: what the platform offers at CAS."""
+        ov5 = OptionVector()
+        m = self.setup.machine
+        if m.dr_lmb_enabled:
+            from spapr.ovec import OV5_DRCONF_MEMORY
+
+            ov5.set(OV5_DRCONF_MEMORY)
+        ov5.set(OV5_FORM1_AFFINITY)
+        if not getattr(m, "pre_6_2_numa_affinity", False):
+            ov5.set(OV5_FORM2_AFFINITY)
+        if self.setup.modern_hotplug_events:
+            ov5.set(OV5_HP_EVT)
+        if self.setup.resize_hpt != "disabled":
+            ov5.set(OV5_HPT_RESIZE)
+        ov5.set(OV5_DRMEM_V2)
+        if self._xive_enabled():
+            ov5.set(OV5_XIVE_EXPLOIT)
+        if self._isa3_capable():
+            ov5.set(OV5_MMU_RADIX_300)
+            ov5.set(OV5_MMU_RADIX_GTSE)
+        return ov5
+
+    def _isa3_capable(self) -> bool:
+        from spapr.cpu_models import IsaLevel
+
+        if self.setup.max_compat is not None:
+            return self.setup.max_compat.isa >= IsaLevel.V3_00
+        return self.model.isa >= IsaLevel.V3_00
+
+    def _xive_enabled(self) -> bool:
+        return self.setup.ic_mode in ("dual", "xive") and self._isa3_capable()
+
+    def _create_drcs(self) -> None:
+        """CPU connectors per slot, then PHB and PHB 0's PCI connectors, in QEMU's order."""
+        machine = self.setup.machine
+        created: list[DRC] = []
+        if machine.has_hotpluggable_cpus:
+            for slot in self.slots:
+                drc = self.drcs.new(
+                    DrcType.CPU,
+                    self.topology.vcpu_id(slot.core_id),
+                    on_release=self._drc_released,
+                    on_unplug_rejected=self._drc_rejected,
+                    build_fragment=self._build_fragment,
+                    owner=self,
+                )
+                created.append(drc)
+        if machine.dr_phb_enabled:
+            for i in range(SPAPR_MAX_PHBS):
+                created.append(self.drcs.new(DrcType.PHB, i, owner=self))
+        phb0 = object()
+        for i in range(PCI_SLOTS_PER_PHB):
+            created.append(self.drcs.new(DrcType.PCI, i, owner=phb0))
+        self.drcs.set_order(drc_container_order([d.index for d in created]))
+        for drc in created:
+            obj = QomObject(f"spapr-drc-{drc.type.name.lower()}", payload=drc)
+            if drc.type is DrcType.PCI:
+                continue  # children of the PCI host bridge, which is not modelled
+            self.qom.add_child(self.qom.machine, drc.qom_child_name, obj)
+            self.qom.dr_connectors.links[drc.container_link_name] = (
+                f"link<spapr-drc-{drc.type.name.lower()}>",
+                obj,
+            )
+
+    def _register_rtas(self) -> None:
+        register = self.rtas.register
+        CpuRtas(self).register_rtas(register)
+        self.events.register_rtas(register)
+        register_drc_rtas(register, self.drcs)
+        self.xics.register_rtas(register)
+        PlatformRtas(self).register_rtas(register)
+
+    def _create_unattached_placeholders_before_cpus(self) -> None:
+        if self._xive_enabled():
+            self.qom.add_child(self.qom.unattached, "device[*]", QomObject("spapr-xive"))
+
+    def _create_unattached_placeholders_after_cpus(self) -> None:
+        for type_name in ("spapr-vio-bridge", "spapr-nvram", "spapr-pci-host-bridge"):
+            self.qom.add_child(self.qom.unattached, "device[*]", QomObject(type_name))
+
+    def _create_boot_cores(self) -> None:
+        """spapr_init_cpus: boot cores in slot order, cold-plugged, unattached."""
+        for index in range(self.topology.boot_cores):
+            slot = self.slots[index]
+            core = SpaprCpuCore(
+                type_name=self.core_type,
+                model=self.model,
+                core_id=slot.core_id,
+                nr_threads=self.topology.boot_core_threads(index),
+                hotplugged=False,
+            )
+            self._realize_and_plug(core, parent=None)
+
+    # ------------------------------------------------------------ cores
+
+    def _realize_and_plug(self, core: SpaprCpuCore, parent: str | None) -> None:
+        """pre_plug, realize (threads), plug — QEMU's device_set_realized order."""
+        slot = self.hotplug.pre_plug(core)
+        obj = QomObject(self.core_type, payload=core)
+        if parent is None:
+            self.qom.add_child(self.qom.unattached, "device[*]", obj)
+        elif core.dev_id is not None:
+            self.qom.add_child(self.qom.peripheral, core.dev_id, obj)
+        else:
+            self.qom.add_child(self.qom.peripheral_anon, "device[*]", obj)
+        core.qom_path = obj.path
+        try:
+            self.hotplug.realize(core)
+        except QemuError:
+            QomTree.unparent(obj)
+            raise
+        for i, thread in enumerate(core.threads):
+            tobj = self.qom.add_child(
+                obj, f"thread[{i}]", QomObject(self.thread_type, payload=thread)
+            )
+            for presenter in thread.presenters:
+                self.qom.add_child(tobj, presenter, QomObject(presenter))
+        self.hotplug.plug(core, slot)
+        self.cores.append(core)
+
+    def create_threads(self, core: SpaprCpuCore) -> list[VcpuThread]:
+        """CoreHotplugHost: realize the core's vCPU threads, stopped."""
+        threads: list[VcpuThread] = []
+        presenters = ("icp", "xive-tctx") if self._xive_enabled() else ("icp",)
+        for i in range(core.nr_threads):
+            cpu_index = core.core_id + i
+            vcpu_id = self.topology.vcpu_id(cpu_index)
+            thread = VcpuThread(
+                cpu_index=cpu_index,
+                vcpu_id=vcpu_id,
+                node_id=core.node_id,
+                qom_path=core.thread_path(i),
+                presenters=presenters,
+                compat_pvr=self.compat_pvr,
+            )
+            threads.append(thread)
+        for thread in threads:
+            self.sched.add_vcpu(thread.vcpu_id)
+            self.xics.add_icp(thread.vcpu_id, thread.cpu_index)
+            self.threads_by_vcpu[thread.vcpu_id] = thread
+            self.random.vcpu_thread_started()
+        return threads
+
+    def destroy_threads(self, core: SpaprCpuCore) -> None:
+        """CoreHotplugHost: unrealize the core's threads."""
+        for thread in core.threads:
+            self.sched.remove_vcpu(thread.vcpu_id)
+            self.xics.remove_icp(thread.vcpu_id)
+            del self.threads_by_vcpu[thread.vcpu_id]
+
+    def device_deleted(self, dev_id: str | None, path: str) -> None:
+        self.emit_event("DEVICE_DELETED", _device_event_data(dev_id, path))
+
+    def device_unplug_guest_error(self, dev_id: str | None, path: str) -> None:
+        if dev_id is not None:
+            self.trace.emit("guest_unplug_rejected", device=dev_id)
+        self.emit_event("DEVICE_UNPLUG_GUEST_ERROR", _device_event_data(dev_id, path))
+
+    def core_released(self, core: SpaprCpuCore) -> None:
+        obj = self.qom.resolve(core.qom_path)
+        if obj is not None:
+            QomTree.unparent(obj)
+        self.cores.remove(core)
+
+    def _drc_for_core_id(self, core_id: int) -> DRC | None:
+        return self.drcs.by_id(DrcType.CPU, self.topology.vcpu_id(core_id & 0xFFFFFFFF))
+
+    def _drc_released(self, drc: DRC, device: Any) -> None:
+        assert isinstance(device, SpaprCpuCore)
+        self.hotplug.unplug(device)
+
+    def _drc_rejected(self, drc: DRC, device: Any) -> None:
+        assert isinstance(device, SpaprCpuCore)
+        self.hotplug.unplug_rejected(device)
+
+    def _build_fragment(self, device: Any) -> Node:
+        assert isinstance(device, SpaprCpuCore)
+        return self.hotplug.build_fragment(device)
+
+    def node_env(self) -> CpuNodeEnv:
+        """Machine-wide inputs of CPU nodes right now (caps, topology, CAS outcome)."""
+        caps = self.setup.caps
+        kvm = self.setup.accel.is_kvm
+        return CpuNodeEnv(
+            threads_per_core=self.topology.threads,
+            cores_per_socket=self.topology.cores,
+            timebase_freq=512_000_000,
+            clock_freq=3_000_000_000 if kvm else 1_000_000_000,
+            htab_shift=self.htab_shift,
+            numa_nodes=self.topology.num_nodes,
+            numa_form2=self.ov5_cas.test(OV5_FORM2_AFFINITY),
+            cap_vsx=caps.is_on("vsx"),
+            cap_dfp=caps.is_on("dfp"),
+            cap_htm=caps.is_on("htm"),
+            cap_large_decr=caps.is_on("large-decr"),
+            hpt_max_page_shift=caps.hpt_max_page_shift,
+            compat_pvr=self.compat_pvr,
+            pre_isa3_guest=self.pre_isa3_guest,
+        )
+
+    # ------------------------------------------------------------ events out
+
+    def emit_event(self, name: str, data: Mapping[str, Any]) -> None:
+        """Record a QMP event and hand it to listeners (the monitor)."""
+        event = QmpEvent(name, dict(data), self.sched.now)
+        self.qmp_events.append(event)
+        for listener in list(self.event_listeners):
+            listener(event)
+
+    def _trace_rtas_call(self, call: Any, hcall_status: int, rets: Sequence[int]) -> None:
+        from rtas.tokens import service_name
+
+        self.trace.emit(
+            "rtas_call",
+            vcpu=call.caller,
+            name=service_name(call.token) or f"0x{call.token:x}",
+            args=list(call.args),
+            status=rets[0] if rets else None,
+            rets=list(rets),
+        )
+
+    # ------------------------------------------------------------ monitor side
+
+    @property
+    def peripheral_ids(self) -> set[str]:
+        return set(self.qom.peripheral.children)
+
+    def device_add(self, args: Mapping[str, Any]) -> SpaprCpuCore:
+        """QMP/HMP device_add of a core; QemuError with QEMU's text on refusal."""
+        request = parse_device_add(
+            args,
+            legacy_core_names=self.legacy_core_names,
+            migrating=self.migrating,
+            existing_ids=self.peripheral_ids,
+            machine_core_types=self._machine_core_types(),
+        )
+        core = build_core(request, smp_threads=self.topology.threads, hotplugged=True)
+        self._realize_and_plug(core, parent="peripheral")
+        return core
+
+    def _machine_core_types(self) -> dict[str, CpuModel]:
+        if self.setup.cpu.is_host:
+            return {self.core_type: self.model}
+        return {}
+
+    def device_del(self, dev_id: str) -> None:
+        """QMP/HMP device_del by id or absolute QOM path."""
+        obj = (
+            self.qom.resolve(dev_id)
+            if dev_id.startswith("/")
+            else self.qom.peripheral.child(dev_id)
+        )
+        if obj is None:
+            raise QemuError(f"Device '{dev_id}' not found", "DeviceNotFound")
+        payload = obj.payload
+        if isinstance(payload, SpaprCpuCore):
+            if self.migrating:
+                raise QemuError("device_del not allowed while migrating")
+            self.hotplug.unplug_request(payload)
+            return
+        raise QemuError(f"{dev_id} is not a hotpluggable device")
+
+    def system_reset(self, reason: str = "host-qmp-system-reset") -> None:
+        """Reset the machine (as qemu_system_reset) and emit RESET."""
+        self.reset()
+        self.emit_event("RESET", {"guest": reason.startswith("guest"), "reason": reason})
+
+    def query_hotpluggable_cpus(self) -> list[dict[str, Any]]:
+        """Every slot, highest core-id first, props node-id and core-id, qom-path if filled."""
+        if not self.setup.machine.has_hotpluggable_cpus:
+            raise QemuError("The feature 'query-hotpluggable-cpus' is not enabled")
+        out: list[dict[str, Any]] = []
+        for slot in reversed(self.slots):
+            entry: dict[str, Any] = {
+                "type": slot.type_name,
+                "vcpus-count": slot.vcpus_count,
+                "props": {"node-id": slot.node_id, "core-id": slot.core_id},
+            }
+            if slot.core is not None:
+                entry["qom-path"] = slot.core.qom_path
+            out.append(entry)
+        return out
+
+    def query_cpus_fast(self) -> list[dict[str, Any]]:
+        """One entry per thread in creation order (QEMU's CPU list)."""
+        out: list[dict[str, Any]] = []
+        for thread in self.iter_threads():
+            slot = self.hotplug.find_slot(thread.cpu_index)
+            assert slot is not None
+            out.append(
+                {
+                    "cpu-index": thread.cpu_index,
+                    "qom-path": thread.qom_path,
+                    "thread-id": self.sched.thread_id(thread.vcpu_id),
+                    "props": {"node-id": slot.node_id, "core-id": slot.core_id},
+                    "target": "ppc64",
+                }
+            )
+        return out
+
+    def iter_threads(self) -> Iterator[VcpuThread]:
+        """Threads in CPU-list order (cores in creation order)."""
+        for core in self.cores:
+            yield from core.threads
+
+    # ------------------------------------------------------------ reset / boot
+
+    def reset(self) -> list[str]:
+        """spapr_machine_reset; returns the warnings QEMU prints on every reset."""
+        warnings = [w.message for w in reset_warnings(self.setup)]
+        self.htab_shift = self._hpt_shift_for_ram()
+        for thread in list(self.iter_threads()):
+            if self.sched.find_vcpu(thread.vcpu_id) is not None and not self.sched.is_halted(
+                thread.vcpu_id
+            ):
+                self.sched.stop_self(thread.vcpu_id)
+        self.ov5_cas = OptionVector()
+        self.compat_pvr = self.setup.max_compat.logical_pvr if self.setup.max_compat else 0
+        for thread in self.iter_threads():
+            thread.compat_pvr = self.compat_pvr
+        self.pre_isa3_guest = False
+        self.radix_guest = False
+        self.events.hp_evt_negotiated = False
+        self.drcs.reset_all()
+        self.events.clear_all()
+        self.build_fdt_for_boot()
+        return warnings
+
+    def _hpt_shift_for_ram(self) -> int:
+        ram = self.setup.maxram_size
+        shift = (ram - 1).bit_length() - 7
+        return max(18, min(46, shift))
+
+    def dt_config(self) -> DeviceTreeConfig:
+        setup = self.setup
+        m = setup.machine
+        node_mem = setup.numa_node_mem or (setup.ram_size,)
+        rma = min(setup.ram_size, node_mem[0], 1 << 40)
+        if m.rma_limit:
+            rma = min(rma, m.rma_limit)
+        return DeviceTreeConfig(
+            max_cpus=self.topology.max_cpus,
+            smp_threads=self.topology.threads,
+            has_hotpluggable_cpus=m.has_hotpluggable_cpus,
+            ram_size=setup.ram_size,
+            rma_size=rma,
+            numa_nodes=tuple(enumerate(node_mem)),
+            max_server_number=self.topology.max_server_number,
+            xics=True,
+            xive=self._xive_enabled(),
+            isa_3_00=self._isa3_capable(),
+            kvm=setup.accel.is_kvm,
+            dr_phb_enabled=m.dr_phb_enabled,
+            dr_lmb_enabled=m.dr_lmb_enabled,
+            nvdimm_supported=m.nvdimm_supported,
+            linux_pci_probe=m.linux_pci_probe,
+            pre_5_2_numa_associativity=getattr(m, "pre_5_2_numa_associativity", False),
+            pre_5_1_assoc_refpoints=getattr(m, "pre_5_1_assoc_refpoints", False),
+            cap_rpt_invalidate=setup.caps.is_on("rpt-invalidate"),
+            resize_hpt=setup.resize_hpt != "disabled",
+            vm_name=setup.config.name,
+        )
+
+    def device_tree(self, *, reset: bool = True) -> DeviceTree:
+        """Build the tree as of now (draws rng-seed bytes, as QEMU does)."""
+        state = DeviceTreeState(
+            cores=self.cores,
+            drcs=self.drcs,
+            events=self.events,
+            rtas_services=self.rtas.registered(),
+            node_env=self.node_env(),
+            ov5_cas=self.ov5_cas,
+            compat_pvr=self.compat_pvr,
+            rng_seed=self.random.getrandom,
+            drc_index_of_core=lambda core: (
+                d.index if (d := self._drc_for_core_id(core.core_id)) is not None else None
+            ),
+        )
+        return build_device_tree(self.dt_config(), state, reset=reset)
+
+    def build_fdt_for_boot(self) -> bytes:
+        """Build the reset tree, place it in guest memory and arm the boot CPU."""
+        blob = to_dtb(self.device_tree(reset=True))
+        self.fdt_blob = blob
+        self.fdt_addr = min(self.dt_config().rma_size, FDT_MAX_ADDR) - FDT_MAX_SIZE
+        if len(blob) <= FDT_MAX_SIZE:
+            self.memory.write(self.fdt_addr, blob)
+        return blob
+
+    def boot(self, entry_point: int) -> None:
+        """Start the boot vCPU at the guest's entry with r3 = the FDT address."""
+        first = next(self.iter_threads())
+        self.boot_vcpu_id = first.vcpu_id
+        self.sched.start(first.vcpu_id, entry_point, self.fdt_addr)
+
+    # ------------------------------------------------------------ guest side
+
+    def _program_for(self, vcpu_id: int, entry: int, r3: int) -> Generator[Any, Any, Any]:
+        if self.guest_program_factory is None:
+            raise QemuError("no guest is loaded")
+        return self.guest_program_factory(vcpu_id, entry, r3)
+
+    def _external_line(self, server: int, asserted: bool) -> None:
+        if self.sched.find_vcpu(server) is None:
+            return
+        if asserted:
+            self.sched.raise_interrupt(server)
+        else:
+            self.sched.lower_interrupt(server)
+
+    def _hcall(self, vcpu_id: int, number: int, args: tuple[Any, ...]) -> Any:
+        """Hypercalls the scheduler does not handle itself."""
+        if number == Hcall.KVMPPC_H_RTAS:
+            return self.rtas.hcall_rtas(self.memory, int(args[0]), vcpu_id)
+        if number == Hcall.KVMPPC_H_CAS:
+            return self.h_client_architecture_support(vcpu_id, *[int(a) for a in args])
+        if number == Hcall.H_XIRR:
+            status, values = self.xics.h_xirr(vcpu_id)
+            return (status, *values)
+        if number == Hcall.H_XIRR_X:
+            status, values = self.xics.h_xirr_x(vcpu_id, self.sched.now)
+            return (status, *values)
+        if number == Hcall.H_EOI:
+            return self.xics.h_eoi(vcpu_id, int(args[0]))[0]
+        if number == Hcall.H_CPPR:
+            return self.xics.h_cppr(vcpu_id, int(args[0]))[0]
+        if number == Hcall.H_IPI:
+            return self.xics.h_ipi(vcpu_id, int(args[0]), int(args[1]))[0]
+        if number == Hcall.H_IPOLL:
+            status, values = self.xics.h_ipoll(vcpu_id, int(args[0]))
+            return (status, *values)
+        if number in (Hcall.H_REGISTER_VPA, Hcall.H_SET_MODE):
+            return HcallReturn.H_SUCCESS
+        return HcallReturn.H_FUNCTION
+
+    # VcpuControl (start-cpu, stop-self, query-cpu-stopped-state)
+    def find_vcpu(self, vcpu_id: int) -> int | None:
+        return self.sched.find_vcpu(vcpu_id)
+
+    def is_halted(self, vcpu: Any) -> bool:
+        return self.sched.is_halted(int(vcpu))
+
+    def start_vcpu(self, vcpu: Any, caller: Any, entry: int, r3: int) -> None:
+        self.sched.start(int(vcpu), entry, r3)
+
+    def stop_self(self, vcpu: Any) -> None:
+        self.sched.stop_self(int(vcpu))
+
+    def h_client_architecture_support(
+        self, vcpu_id: int, vec: int, fdt_buf: int = 0, fdt_bufsize: int = 0
+    ) -> int:
+        """KVMPPC_H_CAS: negotiate compat mode and option vectors, reset DRCs, return the tree."""
+        for other in self.iter_threads():
+            if other.vcpu_id != vcpu_id and not self.sched.is_halted(other.vcpu_id):
+                return H_MULTI_THREADS_ACTIVE
+        addr = vec & 0x0FFFFFFFFFFFFFFF
+        compat = self._cas_check_pvr(addr)
+        if compat is None:
+            return HcallReturn.H_HARDWARE
+        table, cas_pvr = compat
+        ov1 = parse_vector(self.memory, table, 1)
+        ov5_guest = parse_vector(self.memory, table, 5)
+        if ov1 is None or ov5_guest is None:
+            return HcallReturn.H_PARAMETER
+        self.compat_pvr = cas_pvr
+        for thread in self.iter_threads():
+            thread.compat_pvr = cas_pvr
+        self.radix_guest = ov5_guest.test(OV5_MMU_RADIX_300)
+        if self.radix_guest:
+            self.htab_shift = 0
+        self.ov5_cas = self.ov5.intersect(ov5_guest)
+        self.pre_isa3_guest = not ov1.test(OV1_PPC_3_00)
+        self.events.hp_evt_negotiated = self.ov5_cas.test(OV5_HP_EVT)
+        self.drcs.reset_all()
+        self.events.clear_hotplug()
+        blob = to_dtb(self.device_tree(reset=False))
+        header = CAS_FDT_HEADER_VERSION.to_bytes(4, "big")
+        if fdt_buf:
+            self.memory.write_clipped(fdt_buf, header + blob)
+        self.fdt_blob = blob
+        return HcallReturn.H_SUCCESS
+
+    def _cas_check_pvr(self, addr: int) -> tuple[int, int] | None:
+        """cas_check_pvr: walk (mask, pvr) pairs; the best logical PVR the guest lists."""
+        from spapr.cpu_models import COMPAT_MODES, model_supports_compat
+
+        max_compat = self.setup.max_compat
+        best = 0
+        raw_ok = False
+        for _ in range(512):
+            mask = self.memory.ld32(addr)
+            pvr = self.memory.ld32(addr + 4)
+            addr += 8
+            if ~mask & pvr & 0xFFFFFFFF:
+                break
+            if (self.model.pvr & mask) == (pvr & mask):
+                raw_ok = True
+            for mode in COMPAT_MODES:
+                if mode.logical_pvr == pvr and model_supports_compat(self.model, mode):
+                    if max_compat is not None and COMPAT_MODES.index(mode) > COMPAT_MODES.index(
+                        max_compat
+                    ):
+                        continue
+                    if best == 0 or COMPAT_MODES.index(mode) > [
+                        m.logical_pvr for m in COMPAT_MODES
+                    ].index(best):
+                        best = mode.logical_pvr
+        if not best and (not raw_ok or max_compat is not None):
+            return None
+        return addr, best
+
+    # PlatformHooks (the non-DR RTAS services)
+    def console_write(self, data: bytes) -> bool:
+        return False  # -nodefaults: no VTY, as in every oracle configuration
+
+    def shutdown_request(self, cause: str) -> None:
+        self.runstate = "shutdown"
+        self.emit_event("SHUTDOWN", {"guest": cause.startswith("guest"), "reason": cause})
+
+    def reset_request(self, cause: str) -> None:
+        self.sched.call_later(0, lambda: self.system_reset(cause))
+
+    def guest_panicked(self, message: str) -> None:
+        self.trace.emit("guest_os_term", message=message)
+        self.emit_event("GUEST_PANICKED", {"action": "pause"})
+
+    def time_of_day(self) -> tuple[int, int, int, int, int, int, int]:
+        (y, mo, d), (h, mi, s) = _rtc_time(self.sched.now + self.rtc_offset_ns)
+        return (y, mo, d, h, mi, s, 0)
+
+    def set_time_of_day(self, when: tuple[int, int, int, int, int, int, int]) -> None:
+        y, mo, d, h, mi, s, ns = when
+        try:
+            target = datetime.datetime(y, mo, d, h, mi, s)
+        except ValueError:
+            return
+        delta = target - RTC_EPOCH
+        self.rtc_offset_ns = int(delta.total_seconds()) * 1_000_000_000 + ns - self.sched.now
+
+    def splpar_characteristics(self) -> str:
+        topo = self.topology
+        text = (
+            f"MaxEntCap={topo.max_cpus},DesMem={self.setup.ram_size // (1 << 20)},"
+            f"DesProcs={topo.cpus},MaxPlatProcs={topo.max_cpus}"
+        )
+        if self.model.family in ("POWER8", "POWER9"):
+            text += f",HostThrs={8 if self.model.family == 'POWER8' else 4}"
+        return text
+
+    def other_threads_active(self, caller: int) -> bool:
+        return any(
+            t.vcpu_id != caller and not self.sched.is_halted(t.vcpu_id) for t in self.iter_threads()
+        )
+
+    # ------------------------------------------------------------ running
+
+    def start_running(self) -> None:
+        self.runstate = "running"
+
+    def vcpu_state(self, vcpu_id: int) -> VcpuState:
+        return self.sched.state(vcpu_id)
+
+    def drc(self, index: int) -> DRC | None:
+        return self.drcs.get(index)
+
+    def cpu_drc_index(self, core_id: int) -> int:
+        return drc_index(DrcType.CPU, self.topology.vcpu_id(core_id))
+
+    # ------------------------------------------------------------ command line
+
+    def add_cmdline_device(self, props: Mapping[str, Any], location: str) -> SpaprCpuCore:
+        """A ``-device`` core: validated like device_add, plugged cold (DRC reset, no event)."""
+        try:
+            request = parse_device_add(
+                props,
+                legacy_core_names=self.legacy_core_names,
+                existing_ids=self.peripheral_ids,
+                machine_core_types=self._machine_core_types(),
+            )
+            core = build_core(request, smp_threads=self.topology.threads, hotplugged=False)
+            self._realize_and_plug(core, parent="peripheral")
+        except QemuError as err:
+            if err.location is None:
+                err.location = location
+            raise
+        return core
