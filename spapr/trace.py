@@ -38,8 +38,18 @@ QEMU_TRACE_FORMATS: dict[str, str] = {
     "spapr_rtas_ibm_configure_connector_invalid": "DRC index: 0x{index:x}",
     "spapr_cas_pvr": "current={cur_pvr:x}, cpu_match={cpu_match:d}, new={new_pvr:x}, "
     "compat flags={pcr:x}",
+    "xics_icp_check_ipi": "CPU {server} can take IPI mfrr=0x{mfrr:x}",
+    "xics_icp_accept": "icp_accept: XIRR 0x{old_xirr:x}->0x{new_xirr:x}",
+    "xics_icp_eoi": "icp_eoi: server {server} given XIRR 0x{xirr:x} new XIRR 0x{new_xirr:x}",
+    "xics_icp_irq": "cpu {server} trying to deliver irq 0x{nr:x} priority 0x{priority:x}",
+    "xics_icp_raise": "raising IRQ new XIRR=0x{xirr:x} new pending priority=0x{pending_priority:x}",
     "xics_ics_set_irq_msi": "set_irq_msi: srcno {srcno} [irq 0x{nr:x}]",
     "xics_masked_pending": "set_irq_msi: masked pending",
+    "xics_ics_set_irq_lsi": "set_irq_lsi: srcno {srcno} [irq 0x{nr:x}]",
+    "xics_ics_write_xive": "ics_write_xive: irq 0x{nr:x} [src {srcno}] server 0x{server:x} "
+    "prio 0x{priority:x}",
+    "xics_ics_reject": "reject irq 0x{nr:x} [src {srcno}]",
+    "xics_ics_eoi": "ics_eoi: irq 0x{nr:x}",
     "handle_qmp_command": "mon {mon} req: {req}",
 }
 
