@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
-from machine.config import PROG, StartupError, creation_done_warnings, parse_argv, startup
+from machine.config import (
+    PROG,
+    DeviceSpec,
+    StartupError,
+    creation_done_warnings,
+    parse_argv,
+    startup,
+)
 from machine.pseries import PseriesMachine
 from machine.qemu_opts import QemuWarning
 from spapr.errors import QemuError
@@ -21,6 +28,16 @@ from spapr.errors import QemuError
 def _print_warnings(warnings: Sequence[QemuWarning], err: TextIO) -> None:
     for warning in warnings:
         print(warning.report(PROG), file=err)
+
+
+def cmdline_device_props(spec: DeviceSpec) -> dict[str, Any]:
+    """A ``-device`` option as device_add arguments (its id travels separately in QemuOpts)."""
+    if spec.json is not None:
+        return dict(spec.json)
+    props: dict[str, Any] = dict(spec.props)
+    if spec.id is not None:
+        props["id"] = spec.id
+    return props
 
 
 def build_machine(argv: Sequence[str], err: TextIO) -> PseriesMachine:
@@ -33,8 +50,7 @@ def build_machine(argv: Sequence[str], err: TextIO) -> PseriesMachine:
     _print_warnings(setup.warnings, err)
     machine = PseriesMachine(setup)
     for spec in config.devices:
-        props = dict(spec.json) if spec.json is not None else dict(spec.props)
-        machine.add_cmdline_device(props, spec.location)
+        machine.add_cmdline_device(cmdline_device_props(spec), spec.location)
     _print_warnings(creation_done_warnings(setup), err)
     return machine
 

@@ -22,6 +22,7 @@ from machine.config import MachineSetup, reset_warnings
 from machine.device_tree import DeviceTreeConfig, DeviceTreeState, build_device_tree
 from machine.guest_random import GuestRandom
 from machine.qdev import build_core, parse_device_add
+from machine.qemu_opts import QemuWarning
 from machine.qom import QomObject, QomTree
 from machine.qom_order import drc_container_order
 from machine.sched import VcpuScheduler, VcpuState
@@ -174,11 +175,11 @@ class PseriesMachine:
             boot_compat_pvr=lambda: self.compat_pvr,
             incoming=lambda: self.runstate == "inmigrate",
         )
+        self._created_drcs: list[DRC] = []
         self._create_unattached_placeholders_before_cpus()
-        self._create_drcs()
+        self._init_cpus()
+        self._create_phbs()
         self._register_rtas()
-        self._create_boot_cores()
-        self._create_unattached_placeholders_after_cpus()
 
     # ------------------------------------------------------------------ wiring
 
@@ -215,37 +216,60 @@ class PseriesMachine:
     def _xive_enabled(self) -> bool:
         return self.setup.ic_mode in ("dual", "xive") and self._isa3_capable()
 
-    def _create_drcs(self) -> None:
-        """CPU connectors per slot, then PHB and PHB 0's PCI connectors, in QEMU's order."""
-        machine = self.setup.machine
-        created: list[DRC] = []
-        if machine.has_hotpluggable_cpus:
-            for slot in self.slots:
-                drc = self.drcs.new(
+    def _new_drc(self, drc_type: DrcType, drc_id: int, owner: object, **hooks: Any) -> DRC:
+        """Create and realize a connector; it joins the /dr-connector container."""
+        drc = self.drcs.new(drc_type, drc_id, owner=owner, **hooks)
+        self._created_drcs.append(drc)
+        if drc_type is not DrcType.PCI:  # PCI connectors hang off the (unmodelled) PHB
+            type_name = f"spapr-drc-{drc_type.name.lower()}"
+            obj = QomObject(type_name, payload=drc)
+            self.qom.add_child(self.qom.machine, drc.qom_child_name, obj)
+            self.qom.dr_connectors.links[drc.container_link_name] = (f"link<{type_name}>", obj)
+        return drc
+
+    def _init_cpus(self) -> None:
+        """spapr_init_cpus: per slot, its CPU connector, then (boot slots) its core."""
+        has_hotplug = self.setup.machine.has_hotpluggable_cpus
+        for index, slot in enumerate(self.slots):
+            if has_hotplug:
+                self._new_drc(
                     DrcType.CPU,
                     self.topology.vcpu_id(slot.core_id),
+                    self,
                     on_release=self._drc_released,
                     on_unplug_rejected=self._drc_rejected,
                     build_fragment=self._build_fragment,
-                    owner=self,
                 )
-                created.append(drc)
-        if machine.dr_phb_enabled:
+            if index < self.topology.boot_cores:
+                core = SpaprCpuCore(
+                    type_name=self.core_type,
+                    model=self.model,
+                    core_id=slot.core_id,
+                    nr_threads=self.topology.boot_core_threads(index),
+                    hotplugged=False,
+                )
+                self._realize_and_plug(core, parent=None)
+
+    def _create_phbs(self) -> None:
+        """The PHB connectors, the VIO bus and NVRAM, then PHB 0 with its PCI connectors.
+
+        Only their connectors and QOM places are modelled: QEMU lists and resets them
+        with the CPU connectors, so they shape every order a guest or client sees.
+        """
+        if self.setup.machine.dr_phb_enabled:
             for i in range(SPAPR_MAX_PHBS):
-                created.append(self.drcs.new(DrcType.PHB, i, owner=self))
-        phb0 = object()
+                self._new_drc(DrcType.PHB, i, self)
+        for type_name in ("spapr-vio-bridge", "spapr-nvram"):
+            self.qom.add_child(self.qom.unattached, "device[*]", QomObject(type_name))
+        phb = QomObject("spapr-pci-host-bridge")
+        self.qom.add_child(self.qom.unattached, "device[*]", phb)
         for i in range(PCI_SLOTS_PER_PHB):
-            created.append(self.drcs.new(DrcType.PCI, i, owner=phb0))
-        self.drcs.set_order(drc_container_order([d.index for d in created]))
-        for drc in created:
-            obj = QomObject(f"spapr-drc-{drc.type.name.lower()}", payload=drc)
-            if drc.type is DrcType.PCI:
-                continue  # children of the PCI host bridge, which is not modelled
-            self.qom.add_child(self.qom.machine, drc.qom_child_name, obj)
-            self.qom.dr_connectors.links[drc.container_link_name] = (
-                f"link<spapr-drc-{drc.type.name.lower()}>",
-                obj,
-            )
+            self._new_drc(DrcType.PCI, i, phb)
+        self.drcs.set_order(drc_container_order([d.index for d in self._created_drcs]))
+        phb_drc = self.drcs.by_id(DrcType.PHB, 0)
+        if phb_drc is not None:
+            phb_drc.attach(phb)
+            phb_drc.reset()
 
     def _register_rtas(self) -> None:
         register = self.rtas.register
@@ -258,23 +282,6 @@ class PseriesMachine:
     def _create_unattached_placeholders_before_cpus(self) -> None:
         if self._xive_enabled():
             self.qom.add_child(self.qom.unattached, "device[*]", QomObject("spapr-xive"))
-
-    def _create_unattached_placeholders_after_cpus(self) -> None:
-        for type_name in ("spapr-vio-bridge", "spapr-nvram", "spapr-pci-host-bridge"):
-            self.qom.add_child(self.qom.unattached, "device[*]", QomObject(type_name))
-
-    def _create_boot_cores(self) -> None:
-        """spapr_init_cpus: boot cores in slot order, cold-plugged, unattached."""
-        for index in range(self.topology.boot_cores):
-            slot = self.slots[index]
-            core = SpaprCpuCore(
-                type_name=self.core_type,
-                model=self.model,
-                core_id=slot.core_id,
-                nr_threads=self.topology.boot_core_threads(index),
-                hotplugged=False,
-            )
-            self._realize_and_plug(core, parent=None)
 
     # ------------------------------------------------------------ cores
 
@@ -490,9 +497,9 @@ class PseriesMachine:
 
     # ------------------------------------------------------------ reset / boot
 
-    def reset(self) -> list[str]:
+    def reset(self) -> list[QemuWarning]:
         """spapr_machine_reset; returns the warnings QEMU prints on every reset."""
-        warnings = [w.message for w in reset_warnings(self.setup)]
+        warnings = reset_warnings(self.setup)
         self.htab_shift = self._hpt_shift_for_ram()
         for thread in list(self.iter_threads()):
             if self.sched.find_vcpu(thread.vcpu_id) is not None and not self.sched.is_halted(
