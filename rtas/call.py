@@ -83,6 +83,19 @@ class RtasCall(Generic[RtasCallerT]):
         args = memory.unpack(_arg_layout(nargs), addr + RTAS_CALL_HEADER_SIZE)
         return cls(memory, addr, token, nargs, nret, args, caller, addr + rets_offset(nargs))
 
+    def arg(self, i: int) -> int:
+        """args[i] as QEMU's rtas_ld reads it: even past ``nargs`` (then it is a ret word).
+
+        Handlers that QEMU lets run without checking nargs read through this; a word
+        outside guest memory reads as 0, like an unassigned physical address.
+        """
+        if 0 <= i < self.nargs:
+            return self.args[i]
+        addr = self.addr + RTAS_CALL_HEADER_SIZE + RTAS_WORD_SIZE * i
+        if addr < 0 or addr + RTAS_WORD_SIZE > self.memory.size:
+            return 0
+        return self.memory.ld32(addr)
+
     def set_ret(self, i: int, value: int) -> None:
         """Write rets[i] (truncated to u32; negative statuses become two's complement).
 

@@ -72,7 +72,7 @@ class PlatformRtas:
         self.hooks = hooks
 
     def display_character(self, call: RtasCall) -> None:
-        char = call.args[0] & 0xFF if call.nargs else 0
+        char = call.arg(0) & 0xFF
         ok = self.hooks.console_write(bytes([char]))
         call.set_ret(0, RtasStatus.SUCCESS if ok else RtasStatus.HW_ERROR)
 
@@ -108,7 +108,7 @@ class PlatformRtas:
         call.set_ret(0, RtasStatus.SUCCESS)
 
     def get_system_parameter(self, call: RtasCall) -> None:
-        parameter, buffer, length = call.args[0], call.args[1], call.args[2]
+        parameter, buffer, length = call.arg(0), call.arg(1), call.arg(2)
         if parameter == SYSPARM_SPLPAR_CHARACTERISTICS:
             text = self.hooks.splpar_characteristics().encode() + b"\0"
             status = _sysparm_store(call, buffer, length, text)
@@ -121,14 +121,19 @@ class PlatformRtas:
         call.set_ret(0, status)
 
     def set_system_parameter(self, call: RtasCall) -> None:
-        parameter = call.args[0]
+        parameter = call.arg(0)
         known = (SYSPARM_SPLPAR_CHARACTERISTICS, SYSPARM_DIAGNOSTICS_RUN_MODE, SYSPARM_UUID)
         call.set_ret(
             0, RtasStatus.NOT_AUTHORIZED if parameter in known else RtasStatus.NOT_SUPPORTED
         )
 
     def os_term(self, call: RtasCall) -> None:
-        raw = call.memory.read(call.args[0], 511) if call.args[0] < call.memory.size else b""
+        address = call.arg(0)
+        raw = (
+            call.memory.read(address, min(511, call.memory.size - address))
+            if address < call.memory.size
+            else b""
+        )
         message = raw.split(b"\0", 1)[0].decode("latin-1")
         self.hooks.guest_panicked(message)
         call.set_ret(0, RtasStatus.SUCCESS)
