@@ -28,7 +28,13 @@ from machine.qemu_opts import (
     parse_bool,
     parse_size,
 )
-from spapr.cpu_models import COMPAT_MODES, CompatMode, CpuModel, IsaLevel, compat_mode
+from spapr.cpu_models import (
+    CompatMode,
+    CpuModel,
+    IsaLevel,
+    compat_mode,
+    cpu_supports_compat,
+)
 from spapr.errors import QemuError
 
 
@@ -136,19 +142,6 @@ def parse_cap_value(cap: CapInfo, text: str) -> int:
     if not is_power_of_2(size):
         raise QemuError(f"{cap.property_name} must be a power of 2")
     return ctz64(size)
-
-
-def cpu_supports_compat(
-    model: CpuModel, compat: CompatMode, max_compat: CompatMode | None = None
-) -> bool:
-    """QEMU's ``ppc_type_check_compat(cpu, compat, 0, max_compat)``.
-
-    A CPU supports the compat levels of its ISA and older, POWER7 and newer only
-    (970 and POWER5+ have no compat support); ``max_compat`` caps the level.
-    """
-    if max_compat is not None and COMPAT_MODES.index(compat) > COMPAT_MODES.index(max_compat):
-        return False
-    return model.isa >= IsaLevel.V2_06 and compat.isa <= model.isa
 
 
 def _compat(name: str) -> CompatMode:

@@ -34,7 +34,7 @@ from spapr.cpu_core import (
     SpaprCpuCore,
     VcpuThread,
 )
-from spapr.cpu_models import CpuModel
+from spapr.cpu_models import COMPAT_MODES, CompatMode, CpuModel, compat_by_pvr, cpu_supports_compat
 from spapr.cpu_node import CpuNodeEnv
 from spapr.cpu_rtas import CpuRtas
 from spapr.drc import DRC, DrcTable, DrcType, drc_index
@@ -61,9 +61,9 @@ from spapr.xics import Xics
 #: Number of PHB connectors QEMU creates (SPAPR_MAX_PHBS) and PCI slots of PHB 0.
 SPAPR_MAX_PHBS = 31
 PCI_SLOTS_PER_PHB = 256
-#: Where the device tree is placed for the boot CPU: just below the RMA's 256 MiB cap.
-FDT_MAX_SIZE = 0x100000
-FDT_MAX_ADDR = 0x10000000
+#: Where the device tree is placed for the boot CPU: at the top of the RMA (capped at 2 GiB).
+FDT_MAX_SIZE = 0x200000
+FDT_MAX_ADDR = 0x80000000
 #: Fixed start of the guest RTC (deterministic virtual time; QEMU uses the host clock).
 RTC_EPOCH = datetime.datetime(2016, 9, 1, 0, 0, 0)
 #: CAS refused because other vCPUs are running.
@@ -645,11 +645,10 @@ class PseriesMachine:
         for other in self.iter_threads():
             if other.vcpu_id != vcpu_id and not self.sched.is_halted(other.vcpu_id):
                 return H_MULTI_THREADS_ACTIVE
-        addr = vec & 0x0FFFFFFFFFFFFFFF
-        compat = self._cas_check_pvr(addr)
-        if compat is None:
+        table, cas_pvr, raw_mode = self._cas_check_pvr(vec & 0x0FFFFFFFFFFFFFFF)
+        if not cas_pvr and (not raw_mode or self.setup.max_compat is not None):
+            self.trace.emit("guest_error", message="Couldn't negotiate a suitable PVR during CAS")
             return HcallReturn.H_HARDWARE
-        table, cas_pvr = compat
         ov1 = parse_vector(self.memory, table, 1)
         ov5_guest = parse_vector(self.memory, table, 5)
         if ov1 is None or ov5_guest is None:
@@ -669,16 +668,19 @@ class PseriesMachine:
         header = CAS_FDT_HEADER_VERSION.to_bytes(4, "big")
         if fdt_buf:
             self.memory.write_clipped(fdt_buf, header + blob)
+        self.trace.emit("spapr_cas_continue", n=len(blob) + len(header))
         self.fdt_blob = blob
         return HcallReturn.H_SUCCESS
 
-    def _cas_check_pvr(self, addr: int) -> tuple[int, int] | None:
-        """cas_check_pvr: walk (mask, pvr) pairs; the best logical PVR the guest lists."""
-        from spapr.cpu_models import COMPAT_MODES, model_supports_compat
+    def _cas_check_pvr(self, addr: int) -> tuple[int, int, bool]:
+        """cas_check_pvr: scan (mask, pvr) pairs for the real PVR and the best logical one.
 
+        Returns the address after the terminator (the option-vector table), the best
+        compat PVR (0 for none) and whether the real PVR was listed (raw mode).
+        """
         max_compat = self.setup.max_compat
-        best = 0
-        raw_ok = False
+        best: CompatMode | None = None
+        explicit_match = False
         for _ in range(512):
             mask = self.memory.ld32(addr)
             pvr = self.memory.ld32(addr + 4)
@@ -686,20 +688,21 @@ class PseriesMachine:
             if ~mask & pvr & 0xFFFFFFFF:
                 break
             if (self.model.pvr & mask) == (pvr & mask):
-                raw_ok = True
-            for mode in COMPAT_MODES:
-                if mode.logical_pvr == pvr and model_supports_compat(self.model, mode):
-                    if max_compat is not None and COMPAT_MODES.index(mode) > COMPAT_MODES.index(
-                        max_compat
-                    ):
-                        continue
-                    if best == 0 or COMPAT_MODES.index(mode) > [
-                        m.logical_pvr for m in COMPAT_MODES
-                    ].index(best):
-                        best = mode.logical_pvr
-        if not best and (not raw_ok or max_compat is not None):
-            return None
-        return addr, best
+                explicit_match = True
+                continue
+            mode = compat_by_pvr(pvr)
+            if mode is None or not cpu_supports_compat(self.model, mode, max_compat):
+                continue
+            if best is None or COMPAT_MODES.index(mode) >= COMPAT_MODES.index(best):
+                best = mode
+        best_pvr = best.logical_pvr if best is not None else 0
+        self.trace.emit(
+            "spapr_cas_pvr",
+            cur_pvr=self.compat_pvr,
+            explicit_match=explicit_match,
+            new_pvr=best_pvr,
+        )
+        return addr, best_pvr, explicit_match
 
     # PlatformHooks (the non-DR RTAS services)
     def console_write(self, data: bytes) -> bool:

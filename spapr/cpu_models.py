@@ -14,7 +14,6 @@ import enum
 import attrs
 
 from spapr.cpu_names import CPU_ALIASES, KNOWN_CPU_TYPES
-from spapr.errors import QemuError
 
 #: Suffixes QEMU appends to a CPU type name.
 CPU_TYPE_SUFFIX = "-powerpc64-cpu"
@@ -315,12 +314,17 @@ def compat_by_pvr(pvr: int) -> CompatMode | None:
     return _COMPAT_BY_PVR.get(pvr)
 
 
-def model_supports_compat(model: CpuModel, compat: CompatMode) -> bool:
-    """Whether ``model`` can run in ``compat`` mode (no newer than the model itself)."""
-    if model.max_compat is None:
+def cpu_supports_compat(
+    model: CpuModel, compat: CompatMode, max_compat: CompatMode | None = None
+) -> bool:
+    """QEMU's ``ppc_type_check_compat(cpu, compat, 0, max_compat)``.
+
+    A CPU supports the compat levels of its ISA and older, POWER7 and newer only
+    (970 and POWER5+ have no compat support); ``max_compat`` caps the level.
+    """
+    if max_compat is not None and COMPAT_MODES.index(compat) > COMPAT_MODES.index(max_compat):
         return False
-    top = _COMPAT_BY_NAME[model.max_compat]
-    return COMPAT_MODES.index(compat) <= COMPAT_MODES.index(top)
+    return model.isa >= IsaLevel.V2_06 and compat.isa <= model.isa
 
 
 def by_cpu_type(cpu_type: str) -> CpuModel | None:
@@ -345,26 +349,6 @@ def is_cpu_core_type_name(name: str) -> bool:
     return name == ABSTRACT_CORE_TYPE or name in _BY_CORE_TYPE
 
 
-def by_pvr(pvr: int) -> CpuModel | None:
-    """The model a ``-cpu 004e1200``-style PVR selects (exact PVR, then family match)."""
-    for model in CPU_MODELS:
-        if model.pvr == pvr:
-            return model
-    # QEMU's pvr_match: later revisions of a family resolve to the family's model.
-    family_alias = {
-        0x003F: "power7",
-        0x004A: "power7+",
-        0x004B: "power8e",
-        0x004C: "power8nvl",
-        0x004D: "power8",
-        0x004E: "power9",
-        0x0080: "power10",
-    }.get(pvr >> 16)
-    if family_alias is None:
-        return None
-    return _BY_CPU_TYPE.get(CPU_ALIASES[family_alias])
-
-
 def resolve_cpu_name(name: str) -> str | None:
     """Resolve a ``-cpu`` name the way QEMU does; return the CPU type or None.
 
@@ -374,23 +358,3 @@ def resolve_cpu_name(name: str) -> str | None:
     lowered = name.lower()
     cpu_type = CPU_ALIASES.get(lowered, lowered)
     return cpu_type if cpu_type in KNOWN_CPU_TYPES else None
-
-
-def lookup_cpu_model(name: str, *, default_cpu_type: str) -> CpuModel:
-    """The sPAPR CPU model for a ``-cpu`` argument, or QemuError with QEMU's text."""
-    text = name.strip()
-    digits = text[2:] if text[:2].lower() == "0x" else text
-    if len(digits) == 8 and all(c in "0123456789abcdefABCDEF" for c in digits):
-        model = by_pvr(int(digits, 16))
-        if model is None:
-            raise QemuError("Unable to find sPAPR CPU Core definition")
-        return model
-    if text == "max":
-        text = default_cpu_type
-    cpu_type = resolve_cpu_name(text)
-    if cpu_type is None:
-        raise QemuError(f"unable to find CPU model '{name}'")
-    model = by_cpu_type(cpu_type)
-    if model is None:
-        raise QemuError("Unable to find sPAPR CPU Core definition")
-    return model

@@ -36,8 +36,8 @@ QEMU_TRACE_FORMATS: dict[str, str] = {
     "spapr_rtas_get_sensor_state_not_supported": "sensor index: 0x{index:x}, type: {type}",
     "spapr_rtas_get_sensor_state_invalid": "sensor index: 0x{index:x}",
     "spapr_rtas_ibm_configure_connector_invalid": "DRC index: 0x{index:x}",
-    "spapr_cas_pvr": "current={cur_pvr:x}, cpu_match={cpu_match:d}, new={new_pvr:x}, "
-    "compat flags={pcr:x}",
+    "spapr_cas_pvr": "current=0x{cur_pvr:x}, explicit_match={explicit_match:d}, new=0x{new_pvr:x}",
+    "spapr_cas_continue": "Copy changes to the guest: {n} bytes",
     "xics_icp_check_ipi": "CPU {server} can take IPI mfrr=0x{mfrr:x}",
     "xics_icp_accept": "icp_accept: XIRR 0x{old_xirr:x}->0x{new_xirr:x}",
     "xics_icp_eoi": "icp_eoi: server {server} given XIRR 0x{xirr:x} new XIRR 0x{new_xirr:x}",
