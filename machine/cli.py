@@ -8,6 +8,7 @@ QEMU's exact text to stderr, prefixed ``qemu-system-ppc64:``, and exits 1.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -15,14 +16,17 @@ from typing import Any, TextIO
 from machine.config import (
     PROG,
     DeviceSpec,
+    MachineConfig,
     StartupError,
     creation_done_warnings,
     parse_argv,
     startup,
 )
+from machine.guest_loader import parse_guest_option
 from machine.pseries import PseriesMachine
 from machine.qemu_opts import QemuWarning
 from spapr.errors import QemuError
+from spapr.trace import TraceEvent, TraceRecorder
 
 
 def _print_warnings(warnings: Sequence[QemuWarning], err: TextIO) -> None:
@@ -40,15 +44,64 @@ def cmdline_device_props(spec: DeviceSpec) -> dict[str, Any]:
     return props
 
 
+def trace_recorder(config: MachineConfig, err: TextIO) -> TraceRecorder:
+    """The machine's recorder with the sinks ``-trace``/``-D`` and ``-trace-json`` ask for.
+
+    As in QEMU, ``-trace PATTERN`` (or ``events=FILE`` listing patterns) selects
+    events for the log, which goes to ``-D FILE`` or else to stderr, one
+    ``name message`` line each; ``-trace-json FILE`` writes every event as JSON.
+    """
+    recorder = TraceRecorder()
+    patterns: list[str] = []
+    for spec in config.traces:
+        if spec.enable:
+            patterns.append(spec.enable)
+        if spec.events:
+            try:
+                with open(spec.events) as f:
+                    patterns += [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+            except OSError as exc:
+                raise QemuError(
+                    f"could not open trace events file '{spec.events}': {exc.strerror}",
+                    location=spec.location,
+                ) from None
+    if patterns:
+        log: TextIO = err
+        if config.log_file:
+            try:
+                log = open(config.log_file, "w", buffering=1)  # noqa: SIM115 (lives with the run)
+            except OSError as exc:
+                raise QemuError(f"could not open '{config.log_file}': {exc.strerror}") from None
+
+        def write_log(event: TraceEvent) -> None:
+            log.write(event.qemu_line() + "\n")
+
+        recorder.subscribe(write_log, patterns)
+    if config.trace_json:
+        try:
+            jsonl = open(config.trace_json, "w", buffering=1)  # noqa: SIM115
+        except OSError as exc:
+            raise QemuError(f"could not open '{config.trace_json}': {exc.strerror}") from None
+
+        def write_json(event: TraceEvent) -> None:
+            jsonl.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+
+        recorder.subscribe(write_json)
+    return recorder
+
+
 def build_machine(argv: Sequence[str], err: TextIO) -> PseriesMachine:
-    """Parse, validate and create the machine with its -device cores, then reset it once.
+    """Parse, validate and create the machine with its -device cores and its guest.
 
     Raises StartupError / QemuError after printing nothing; the caller reports.
     """
     config = parse_argv(list(argv))
     setup = startup(config)
     _print_warnings(setup.warnings, err)
-    machine = PseriesMachine(setup)
+    guest = parse_guest_option(config.guest).create()
+    machine = PseriesMachine(setup, trace=trace_recorder(config, err))
+    if guest is not None:
+        machine.load_guest(guest)
     for spec in config.devices:
         machine.add_cmdline_device(cmdline_device_props(spec), spec.location)
     _print_warnings(creation_done_warnings(setup), err)

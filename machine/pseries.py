@@ -73,6 +73,15 @@ CAS_FDT_HEADER_VERSION = 1
 
 
 @attrs.frozen
+class JournalEntry:
+    """One host input (a monitor command or a guest-console request) at virtual time ``t``."""
+
+    t: int
+    command: str
+    args: Mapping[str, Any]
+
+
+@attrs.frozen
 class QmpEvent:
     """An asynchronous QMP event (the transport adds the wall-clock timestamp)."""
 
@@ -119,6 +128,10 @@ class PseriesMachine:
         self.migrating = False
         self.legacy_core_names = setup.config.legacy_core_names
         self.guest_program_factory = program_factory
+        #: The loaded reference guest (guest.LinuxGuest), if any.
+        self.guest: Any = None
+        #: Host inputs in the order applied, with the virtual time: the migration journal.
+        self.journal: list[JournalEntry] = []
         self.fdt_blob: bytes = b""
         self.fdt_addr = 0
         self.ov5 = self._offered_ov5()
@@ -417,8 +430,13 @@ class PseriesMachine:
     def peripheral_ids(self) -> set[str]:
         return set(self.qom.peripheral.children)
 
+    def record(self, command: str, args: Mapping[str, Any]) -> None:
+        """Journal a host input (every one that changes state is replayed on migration)."""
+        self.journal.append(JournalEntry(self.sched.now, command, dict(args)))
+
     def device_add(self, args: Mapping[str, Any]) -> SpaprCpuCore:
         """QMP/HMP device_add of a core; QemuError with QEMU's text on refusal."""
+        self.record("device_add", args)
         request = parse_device_add(
             args,
             legacy_core_names=self.legacy_core_names,
@@ -437,6 +455,7 @@ class PseriesMachine:
 
     def device_del(self, dev_id: str) -> None:
         """QMP/HMP device_del by id or absolute QOM path."""
+        self.record("device_del", {"id": dev_id})
         obj = (
             self.qom.resolve(dev_id)
             if dev_id.startswith("/")
@@ -454,6 +473,8 @@ class PseriesMachine:
 
     def system_reset(self, reason: str = "host-qmp-system-reset") -> None:
         """Reset the machine (as qemu_system_reset) and emit RESET."""
+        if not reason.startswith("guest"):
+            self.record("system_reset", {"reason": reason})
         self.reset()
         self.emit_event("RESET", {"guest": reason.startswith("guest"), "reason": reason})
 
@@ -502,9 +523,8 @@ class PseriesMachine:
         warnings = reset_warnings(self.setup)
         self.htab_shift = self._hpt_shift_for_ram()
         for thread in list(self.iter_threads()):
-            if self.sched.find_vcpu(thread.vcpu_id) is not None and not self.sched.is_halted(
-                thread.vcpu_id
-            ):
+            # CPU reset: every thread halts and whatever guest code it ran is gone.
+            if self.sched.state(thread.vcpu_id) is not VcpuState.STOPPED:
                 self.sched.stop_self(thread.vcpu_id)
         self.ov5_cas = OptionVector()
         self.compat_pvr = self.setup.max_compat.logical_pvr if self.setup.max_compat else 0
@@ -516,6 +536,8 @@ class PseriesMachine:
         self.drcs.reset_all()
         self.events.clear_all()
         self.build_fdt_for_boot()
+        if self.guest is not None:
+            self.boot(self.guest.entry_point)
         return warnings
 
     def _hpt_shift_for_ram(self) -> int:
@@ -578,6 +600,12 @@ class PseriesMachine:
         if len(blob) <= FDT_MAX_SIZE:
             self.memory.write(self.fdt_addr, blob)
         return blob
+
+    def load_guest(self, guest: Any) -> None:
+        """Load the reference guest: it gets the RAM and clock; reset boots it."""
+        guest.attach(self.memory, self.sched.clock)
+        self.guest = guest
+        self.guest_program_factory = guest.program_factory
 
     def boot(self, entry_point: int) -> None:
         """Start the boot vCPU at the guest's entry with r3 = the FDT address."""

@@ -30,11 +30,9 @@ QUIET = GuestTiming(event_scan=False)
 
 
 def boot(argv: list[str], guest: LinuxGuest, seconds: float = 3.0) -> Any:
-    machine = cli.build_machine(argv + COMMON, io.StringIO())
-    guest.attach(machine.memory, machine.sched.clock)
-    machine.guest_program_factory = guest.program_factory
-    machine.reset()
-    machine.boot(guest.entry_point)
+    machine = cli.build_machine(argv + COMMON + ["-guest", "none"], io.StringIO())
+    machine.load_guest(guest)
+    machine.reset()  # a machine reset boots the loaded guest
     machine.sched.run_for(int(seconds * S))
     assert guest.booted
     return machine

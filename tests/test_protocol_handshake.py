@@ -29,7 +29,7 @@ from spapr.errors import QemuError
 from spapr.ovec import OV5_HP_EVT, OptionVector
 
 DATA = Path(__file__).parent / "data"
-COMMON = "-m 1G -nographic -display none -nodefaults -S -seed 1".split()
+COMMON = "-m 1G -nographic -display none -nodefaults -S -seed 1 -guest none".split()
 P8E = "-M pseries -cpu POWER8E -smp 2,cores=4,threads=1,maxcpus=4".split()
 P9 = "-M pseries -cpu POWER9 -smp 2,cores=4,threads=1,maxcpus=4".split()
 ENTRY = 0x4000

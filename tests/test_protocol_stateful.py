@@ -31,7 +31,7 @@ from spapr.errors import QemuError
 
 ARGV = (
     "-M pseries -cpu POWER8E -smp 2,cores=4,threads=1,maxcpus=4 -m 1G "
-    "-nographic -display none -nodefaults -S -seed 1"
+    "-nographic -display none -nodefaults -S -seed 1 -guest none"
 ).split()
 CORE = "power8e_v2.1-spapr-cpu-core"
 #: Statuses a QEMU 7.2 RTAS call can leave in rets[0] (configure-connector codes included).

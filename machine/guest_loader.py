@@ -1,0 +1,77 @@
+"""Loading the reference guest into a machine (the project's ``-guest`` option).
+
+QEMU boots whatever firmware and kernel it is given; this emulator loads the
+reference guest from ``guest/`` in its place. ``-guest`` chooses the guest:
+
+``linux``            Linux 6.1 with in-kernel DLPAR (the default)
+``drmgr``            an older guest: no OV5_HP_EVT, rtas_errd + drmgr in user space
+``none``             no operating system: nothing answers hotplug events (like QEMU
+                     sitting in SLOF), the mode of the live comparisons with QEMU
+``ignore-unplug``    Linux that never answers an unplug request
+``abandon-configure=K``  Linux that stops a configure-connector walk after K calls
+``wrong-indices``    Linux that calls DR services with wrong DRC indexes and ids
+
+Options combine with ``+`` (``drmgr+ignore-unplug``) and accept ``event-scan=off``
+to silence rtasd's periodic event-scan.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from guest import GuestMode, GuestTiming, LinuxGuest, Misbehavior, WrongIndices
+from spapr.errors import QemuError
+
+GUEST_KINDS = ("linux", "drmgr", "none")
+
+
+@attrs.frozen
+class GuestChoice:
+    """What ``-guest`` asked for; ``mode`` None means no guest at all."""
+
+    mode: GuestMode | None = GuestMode.IN_KERNEL_DLPAR
+    misbehavior: Misbehavior = attrs.field(factory=Misbehavior)
+    timing: GuestTiming = attrs.field(factory=GuestTiming)
+
+    def create(self) -> LinuxGuest | None:
+        """A fresh guest object, or None for ``-guest none``."""
+        if self.mode is None:
+            return None
+        return LinuxGuest(mode=self.mode, misbehavior=self.misbehavior, timing=self.timing)
+
+
+def parse_guest_option(text: str | None) -> GuestChoice:
+    """Parse ``-guest``; a bad value is refused with a clear message."""
+    if text is None:
+        return GuestChoice()
+    mode: GuestMode | None = GuestMode.IN_KERNEL_DLPAR
+    ignore_unplug = False
+    abandon: int | None = None
+    wrong: WrongIndices | None = None
+    timing = GuestTiming()
+    for part in text.split("+"):
+        key, _, value = part.partition("=")
+        if key == "linux" and not value:
+            mode = GuestMode.IN_KERNEL_DLPAR
+        elif key == "drmgr" and not value:
+            mode = GuestMode.RTAS_ERRD_DRMGR
+        elif key == "none" and not value:
+            mode = None
+        elif key == "ignore-unplug" and not value:
+            ignore_unplug = True
+        elif key == "abandon-configure" and value.isdigit():
+            abandon = int(value)
+        elif key == "wrong-indices" and not value:
+            wrong = WrongIndices()
+        elif key == "event-scan" and value in ("on", "off"):
+            timing = attrs.evolve(timing, event_scan=value == "on")
+        else:
+            raise QemuError(
+                f"invalid -guest value '{part}' (use linux, drmgr, none, ignore-unplug, "
+                "abandon-configure=K, wrong-indices, event-scan=on|off; combine with '+')",
+                location=f"-guest {text}",
+            )
+    misbehavior = Misbehavior(
+        ignore_unplug=ignore_unplug, abandon_configure_after=abandon, wrong_indices=wrong
+    )
+    return GuestChoice(mode, misbehavior, timing)
