@@ -1,4 +1,4 @@
-"""End to end: device_add until the new CPUs are online in the guest, device_del until DEVICE_DELETED.
+"""End to end: device_add until the CPUs are online in the guest, device_del until DEVICE_DELETED.
 
 SMT1 under TCG (the oracle configurations), SMT4 and SMT8 under the modeled KVM
 (QEMU 7.2 refuses SMT under TCG), NUMA configurations and several cores in a row.
