@@ -1,18 +1,237 @@
-"""Running a machine after start-up: monitors, QMP servers and the virtual clock.
+"""Running a machine after start-up: its monitors, QMP servers, virtual clock and scenarios.
 
-Placeholder until the monitor lands: a machine started without ``dumpdtb`` and
-without a monitor has nothing to talk to, so it says so and exits.
+After the first reset the machine is ``prelaunch`` (with ``-S``: nothing runs until
+``cont``), ``inmigrate`` (``-incoming``) or running. The runner serves every
+``-qmp`` socket and the ``-monitor stdio`` prompt from one asyncio loop; while the
+VM runs, virtual time follows wall time in small steps, so a guest answers hotplug
+events between commands, and ``stop`` freezes it. A scripted (piped) monitor
+instead lets the machine settle after each command, deterministically.
+
+Project options, taken out of the command line before QEMU's options are parsed
+(:func:`split_runner_options`): ``-scenario NAME|FILE`` runs a scenario file (its
+first line holds the machine's arguments, every further line is an HMP command,
+``#`` starts a comment) and echoes it like a monitor session; ``-allow-remote-qmp``
+lets ``-qmp tcp:`` listen on other than loopback addresses.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
+import attrs
+
 from machine.config import PROG
+from machine.monitor.control import MachineControl
+from machine.monitor.hmp import HmpMonitor
+from machine.monitor.hmp_stdio import PROMPT, StdioMonitor, banner
+from machine.monitor.qmp_commands import QmpCommands
+from machine.monitor.qmp_server import QmpEndpoint, QmpServer, parse_qmp_endpoint
 from machine.pseries import PseriesMachine
+from spapr.errors import QemuError
+
+#: Where named scenarios live (package data).
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+SCENARIO_SUFFIX = ".hmp"
+#: Wall-clock period of the virtual-clock pacing.
+TICK_S = 0.01
 
 
-def run_machine(machine: PseriesMachine, *, out: TextIO, err: TextIO) -> int:
-    """Serve the machine's monitors until quit."""
-    print(f"{PROG}: no monitor configured (use -monitor stdio or -qmp)", file=err)
-    return 1
+@attrs.frozen
+class RunnerOptions:
+    """The runner's own command-line options."""
+
+    scenario: str | None = None
+    allow_remote_qmp: bool = False
+
+
+@attrs.frozen
+class Scenario:
+    """A scenario file: the machine's arguments and the HMP commands to run."""
+
+    name: str
+    args: tuple[str, ...]
+    commands: tuple[str, ...]
+
+
+def split_runner_options(argv: Sequence[str]) -> tuple[RunnerOptions, list[str]]:
+    """Take the runner's options out of ``argv``; the rest is QEMU's command line."""
+    scenario: str | None = None
+    allow_remote = False
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        name = "-" + word.lstrip("-") if word.startswith("-") else word
+        if name == "-scenario":
+            if i + 1 >= len(argv):
+                raise QemuError("requires an argument", location="-scenario")
+            scenario = argv[i + 1]
+            i += 2
+            continue
+        if name == "-allow-remote-qmp":
+            allow_remote = True
+            i += 1
+            continue
+        rest.append(word)
+        i += 1
+    return RunnerOptions(scenario, allow_remote), rest
+
+
+def available_scenarios() -> list[str]:
+    """Names of the scenarios shipped with the package."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob(f"*{SCENARIO_SUFFIX}"))
+
+
+def parse_scenario(name: str, text: str) -> Scenario:
+    """First non-comment line: machine arguments; the other lines: HMP commands."""
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise QemuError(f"scenario '{name}' has no machine arguments line")
+    return Scenario(name, tuple(shlex.split(lines[0])), tuple(lines[1:]))
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A scenario file by path, or by name from the package's scenarios."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = SCENARIO_DIR / f"{name_or_path}{SCENARIO_SUFFIX}"
+    if not path.is_file():
+        have = ", ".join(available_scenarios()) or "none"
+        raise QemuError(f"scenario '{name_or_path}' not found (have: {have})", location="-scenario")
+    return parse_scenario(path.stem, path.read_text())
+
+
+def run_scenario(control: MachineControl, scenario: Scenario, *, out: TextIO, err: TextIO) -> int:
+    """Run the commands like a scripted monitor session, echoing each after the prompt."""
+    hmp = HmpMonitor(control, stderr=lambda line: print(line, file=err))
+    out.write(banner() + "\n")
+    control.settle()
+    for command in scenario.commands:
+        out.write(PROMPT + command + "\n")
+        out.write(hmp.execute(command))
+        out.flush()
+        control.settle()
+        if control.quit_requested:
+            break
+    return 0
+
+
+def run_machine(
+    machine: PseriesMachine,
+    *,
+    out: TextIO,
+    err: TextIO,
+    options: RunnerOptions | None = None,
+    scenario: Scenario | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    """Serve the machine's monitors until quit; the process exit status."""
+    options = options if options is not None else RunnerOptions()
+    control = MachineControl(machine, warn=lambda line: print(line, file=err, flush=True))
+    if scenario is not None:
+        return run_scenario(control, scenario, out=out, err=err)
+    config = machine.setup.config
+    try:
+        endpoints = [
+            parse_qmp_endpoint(spec, allow_remote=options.allow_remote_qmp) for spec in config.qmp
+        ]
+        for spec in config.monitors:
+            if spec != "stdio":
+                raise QemuError(
+                    "only '-monitor stdio' is modeled by this emulator", location=f"-monitor {spec}"
+                )
+    except QemuError as exc:
+        print(exc.report(PROG), file=err)
+        return 1
+    if not endpoints and not config.monitors:
+        print(f"{PROG}: no monitor configured (use -monitor stdio or -qmp)", file=err)
+        return 1
+    source = stdin if stdin is not None else sys.stdin
+    try:
+        return asyncio.run(_serve(control, endpoints, bool(config.monitors), source, out, err))
+    except KeyboardInterrupt:
+        print(f"{PROG}: terminating on signal 2", file=err)
+        return 0
+
+
+async def _serve(
+    control: MachineControl,
+    endpoints: list[QmpEndpoint],
+    stdio: bool,
+    stdin: TextIO,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    stop = asyncio.Event()
+
+    def check_quit() -> None:
+        if control.quit_requested:
+            stop.set()
+
+    commands = QmpCommands(control, hmp_stderr=lambda line: print(line, file=err))
+    servers = [QmpServer(e, commands, on_command=check_quit) for e in endpoints]
+    for server in servers:
+        try:
+            await server.start()
+        except OSError as exc:
+            print(
+                f"{PROG}: -qmp {server.endpoint.spec}: Failed to bind socket: {exc.strerror}",
+                file=err,
+            )
+            for started in servers:
+                await started.close()
+            return 1
+    for server in servers:
+        if server.endpoint.wait:
+            print(
+                f"{PROG}: -qmp {server.endpoint.spec}: info: QEMU waiting for connection on: "
+                f"disconnected:{server.endpoint.spec}",
+                file=err,
+                flush=True,
+            )
+            await server.wait_for_client()
+    interactive = stdio and stdin.isatty()
+    tasks: list[asyncio.Task[None]] = []
+    if stdio:
+        monitor = StdioMonitor(
+            control,
+            stdin=stdin,
+            stdout=out,
+            stderr=lambda line: print(line, file=err),
+            interactive=interactive,
+        )
+
+        async def stdio_session() -> None:
+            await monitor.run()
+            if not servers or control.quit_requested:
+                stop.set()
+
+        tasks.append(asyncio.create_task(stdio_session()))
+    if not (stdio and not interactive):
+        tasks.append(asyncio.create_task(_pace(control, stop)))
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for server in servers:
+        await server.close()
+    return 0
+
+
+async def _pace(control: MachineControl, stop: asyncio.Event) -> None:
+    """Let virtual time follow wall time while the VM runs; notice a quit."""
+    while not stop.is_set():
+        control.advance_to_wall(time.monotonic())
+        if control.quit_requested:
+            stop.set()
+            return
+        await asyncio.sleep(TICK_S)

@@ -1,0 +1,311 @@
+"""The running machine as every monitor sees it: run state, events, virtual time, guest views.
+
+:class:`MachineControl` is shared by all monitors (each QMP connection, the HMP
+prompt, scenarios). It owns the run-state machine, the QOM view, the migration
+front end and the list of event sinks, and it decides when virtual time moves:
+never while the VM is stopped; with wall time while it runs and someone is
+watching interactively (:meth:`advance_to_wall`); or, for scripted sessions, until
+the machine is quiet after each command (:meth:`settle`), which keeps them
+deterministic. Events get their wall-clock timestamp here, at the edge.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from machine.config import reset_warnings
+from machine.monitor.migration import Migration, MigrationBackend, MigrationStatus
+from machine.monitor.qom_props import Kind, QomView
+from machine.monitor.runstate import RunState, RunStateMachine
+from machine.pseries import PseriesMachine, QmpEvent
+from machine.sched import VcpuState
+from spapr.errors import QemuError
+
+#: The QEMU release whose monitor this one reproduces (query-version, the greeting).
+QEMU_VERSION = (7, 2, 22)
+#: The package string: names this emulator, not a QEMU build.
+PACKAGE = "spapr-hotplug 0.1.0, a pure-Python model of QEMU 7.2's pseries CPU hotplug"
+
+#: Default bound on virtual time spent settling after one scripted command.
+SETTLE_LIMIT_NS = 10_000_000_000
+SETTLE_STEP_NS = 10_000_000
+#: The machine must look quiet for this long (virtual) to count as settled.
+QUIET_PERIOD_NS = 50_000_000
+#: Most virtual time one wall-clock tick may run (a slow host falls behind, never floods).
+MAX_TICK_NS = 100_000_000
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class GuestViews(Protocol):
+    """What the monitor's ``guest`` commands read from the reference guest."""
+
+    def lscpu(self) -> list[str]: ...
+
+    def numactl_hardware(self) -> list[str]: ...
+
+    def sys_cpu_online(self) -> str: ...
+
+
+def event_message(name: str, data: Mapping[str, Any] | None, when: float) -> dict[str, Any]:
+    """A QMP event as sent: timestamp, name and (unless the event has none) data."""
+    seconds, micro = divmod(round(when * 1_000_000), 1_000_000)
+    message: dict[str, Any] = {
+        "event": name,
+        "timestamp": {"seconds": seconds, "microseconds": micro},
+    }
+    if data is not None:
+        message["data"] = dict(data)
+    return message
+
+
+def guest_of(machine: PseriesMachine) -> Any:
+    """The machine's reference guest: the loaded one, or the owner of its program factory."""
+    if machine.guest is not None:
+        return machine.guest
+    factory = machine.guest_program_factory
+    return getattr(factory, "__self__", None) if factory is not None else None
+
+
+class MachineControl:
+    """Run state, events and time of one machine, shared by its monitors."""
+
+    def __init__(
+        self,
+        machine: PseriesMachine,
+        *,
+        guest: Any = None,
+        migration_backend: MigrationBackend | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.machine = machine
+        self.guest = guest if guest is not None else guest_of(machine)
+        self.wall_clock = wall_clock
+        self.warn = warn if warn is not None else (lambda _line: None)
+        self.view = QomView(machine)
+        self.migration = Migration() if migration_backend is None else Migration(migration_backend)
+        self.migration.on_status.append(self._migration_status)
+        self.sinks: list[EventSink] = []
+        self.quit_requested = False
+        self._boot_pending = True
+        self._wall_base: float | None = None
+        self._virt_base = 0
+        config = machine.setup.config
+        if config.incoming is not None:
+            self.runstate = RunStateMachine(RunState.INMIGRATE, autostart=not config.freeze)
+        elif config.freeze:
+            self.runstate = RunStateMachine(RunState.PRELAUNCH, autostart=False)
+        else:
+            self.runstate = RunStateMachine(RunState.PRELAUNCH)
+            self.runstate.set(RunState.RUNNING)
+        self._mirror_runstate()
+        machine.event_listeners.append(self._machine_event)
+        self._maybe_boot()
+
+    # ------------------------------------------------------------ events
+
+    def emit(self, name: str, data: Mapping[str, Any] | None) -> None:
+        """Send an event to every sink, stamped with the wall clock now."""
+        message = event_message(name, data, self.wall_clock())
+        for sink in list(self.sinks):
+            sink(message)
+
+    def _machine_event(self, event: QmpEvent) -> None:
+        self.view.sync()
+        self.emit(event.name, event.data)
+        if event.name == "SHUTDOWN":
+            self.runstate.shutdown()
+            self._mirror_runstate()
+            self.quit_requested = True
+        elif event.name == "RESET":
+            self._boot_pending = True
+            if str(event.data.get("reason", "")).startswith("guest"):
+                self.machine.sched.call_later(0, self._maybe_boot)
+
+    def _migration_status(self, status: MigrationStatus) -> None:
+        self.machine.migrating = self.migration.running
+
+    def _mirror_runstate(self) -> None:
+        self.machine.runstate = self.runstate.state.value
+
+    # ------------------------------------------------------------ VM control
+
+    @property
+    def guest_loaded(self) -> bool:
+        return self.machine.guest_program_factory is not None
+
+    def _maybe_boot(self) -> None:
+        """Start the boot vCPU after a reset if the machine did not (a bare program factory).
+
+        A guest loaded with ``load_guest`` is booted by every machine reset; its boot
+        thread then simply waits until the VM runs, as QEMU's firmware does with -S.
+        """
+        if self.machine.guest is not None:
+            self._boot_pending = False
+            return
+        if not (self._boot_pending and self.runstate.running and self.guest_loaded):
+            return
+        self._boot_pending = False
+        entry = getattr(self.guest, "entry_point", 0x100)
+        self.machine.boot(int(entry))
+
+    def query_status(self) -> dict[str, Any]:
+        """query-status (singlestep is never on here)."""
+        return {
+            "running": self.runstate.running,
+            "singlestep": False,
+            "status": self.runstate.state.value,
+        }
+
+    def stop(self) -> None:
+        """stop: pause the VM (and the virtual clock)."""
+        for name in self.runstate.stop():
+            self.emit(name, None)
+        self._mirror_runstate()
+
+    def cont(self) -> None:
+        """cont: resume (or arm autostart while an incoming migration is awaited)."""
+        events = self.runstate.cont()
+        self._mirror_runstate()
+        self._wall_base = None
+        for name in events:
+            self.emit(name, None)
+        self._maybe_boot()
+
+    def system_reset(self, reason: str = "host-qmp-system-reset") -> None:
+        """system_reset: reset now (pending unplugs complete), RESET, prelaunch if stopped."""
+        for warning in reset_warnings(self.machine.setup):
+            self.warn(warning.report())
+        self.machine.system_reset(reason)
+        self.runstate.after_reset()
+        self._mirror_runstate()
+        self.view.sync()
+        self._maybe_boot()
+
+    def quit(self) -> None:
+        """quit: SHUTDOWN (host-qmp-quit); the transports then close and the process exits."""
+        self.machine.emit_event("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
+        self.quit_requested = True
+
+    def device_add(self, args: Mapping[str, Any]) -> None:
+        """device_add of a CPU core (QemuError with QEMU's text on refusal)."""
+        try:
+            self.machine.device_add(args)
+        finally:
+            self.view.sync()
+
+    def device_del(self, dev_id: str) -> None:
+        """device_del by id (relative to /machine/peripheral) or QOM path."""
+        try:
+            if "/" in dev_id and not dev_id.startswith("/"):
+                node = self.view.resolve(f"/machine/peripheral/{dev_id}")
+                if node is None:
+                    raise QemuError(f"Device '{dev_id}' not found", "DeviceNotFound")
+                if node.kind is not Kind.CORE:
+                    raise QemuError(f"{dev_id} is not a hotpluggable device")
+                self.machine.device_del(node.path)
+            else:
+                self.machine.device_del(dev_id)
+        finally:
+            self.view.sync()
+
+    def migrate(self, uri: str, *, resume: bool = False) -> None:
+        """migrate: the front end's checks, then the backend."""
+        self.migration.migrate(
+            uri,
+            inmigrate=self.runstate.state is RunState.INMIGRATE,
+            postmigrate=self.runstate.state is RunState.POSTMIGRATE,
+            resume=resume,
+        )
+
+    def migrate_incoming(self, uri: str) -> None:
+        """migrate-incoming (needs -incoming defer)."""
+        self.migration.migrate_incoming(uri, inmigrate=self.runstate.state is RunState.INMIGRATE)
+
+    def finish_incoming(self) -> None:
+        """The migration backend loaded the state: run if autostart (RESUME), else pause.
+
+        process_incoming_migration_bh: ``cont`` or the absence of ``-S`` set autostart.
+        """
+        self.migration.set_status(MigrationStatus.COMPLETED)
+        if self.runstate.autostart:
+            self.runstate.set(RunState.RUNNING)
+            self._mirror_runstate()
+            self._wall_base = None
+            self.emit("RESUME", None)
+            self._maybe_boot()
+        else:
+            self.runstate.set(RunState.PAUSED)
+            self._mirror_runstate()
+
+    # ------------------------------------------------------------ virtual time
+
+    def advance_to_wall(self, monotonic_now: float) -> None:
+        """Let virtual time follow wall time while the VM runs (called by the transport loop)."""
+        if not self.runstate.running or not self.guest_loaded:
+            self._wall_base = None
+            return
+        sched = self.machine.sched
+        if self._wall_base is None:
+            self._wall_base, self._virt_base = monotonic_now, sched.now
+            return
+        target = self._virt_base + round((monotonic_now - self._wall_base) * 1e9)
+        if target - sched.now > MAX_TICK_NS:
+            target = sched.now + MAX_TICK_NS
+            self._wall_base, self._virt_base = monotonic_now, target
+        if target > sched.now:
+            sched.run_until(target)
+
+    def quiet(self) -> bool:
+        """No runnable vCPU, no queued event, every CPU connector at rest, no thread waiting."""
+        machine = self.machine
+        if machine.sched.runnable_count() or len(machine.events):
+            return False
+        for slot in machine.slots:
+            drc = machine.drc(machine.cpu_drc_index(slot.core_id))
+            if drc is None:
+                continue
+            if drc.unplug_requested:
+                return False
+            if drc.device is None and not drc.is_empty:
+                return False
+            if drc.device is not None and not drc.is_ready:
+                return False
+        return True
+
+    def settle(self, limit_ns: int = SETTLE_LIMIT_NS) -> bool:
+        """Run a running VM until it has been quiet for a while (bounded); True if it settled."""
+        if not self.runstate.running or not self.guest_loaded:
+            return True
+        sched = self.machine.sched
+        deadline = sched.now + limit_ns
+        quiet_since: int | None = None
+        while not self.quit_requested:
+            if self.quiet():
+                if quiet_since is None:
+                    quiet_since = sched.now
+                elif sched.now - quiet_since >= QUIET_PERIOD_NS:
+                    return True
+            else:
+                quiet_since = None
+            if sched.now >= deadline:
+                return False
+            sched.run_until(min(sched.now + SETTLE_STEP_NS, deadline))
+        return True
+
+    # ------------------------------------------------------------ queries
+
+    def current_cpu_index(self) -> int | None:
+        """The monitor's default CPU: the first one (QEMU's first_cpu)."""
+        first = next(self.machine.iter_threads(), None)
+        return None if first is None else first.cpu_index
+
+    def has_cpu(self, cpu_index: int) -> bool:
+        """qemu_get_cpu: a thread with this cpu-index exists."""
+        return any(t.cpu_index == cpu_index for t in self.machine.iter_threads())
+
+    def vcpu_state(self, vcpu_id: int) -> VcpuState:
+        return self.machine.sched.state(vcpu_id)

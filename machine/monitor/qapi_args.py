@@ -1,0 +1,110 @@
+"""QMP argument checking as QEMU's generated marshallers do it (the QObject input visitor).
+
+Members are visited in schema order: a missing mandatory member is "Parameter 'x'
+is missing", a value of the wrong JSON type "Invalid parameter type for 'x',
+expected: integer", an unknown enum value "Parameter 'x' does not accept value
+'y'"; whatever is left over is reported as "Parameter 'k' is unexpected", the
+first leftover key in GLib hash-table order (the visitor keeps the unvisited keys
+in a ``GHashTable``), which is why the key QEMU names can look arbitrary.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from machine.monitor.qmp_json import INT64_MAX, INT64_MIN, qdict_keys
+from machine.qom_order import GHashTableModel
+from spapr.errors import QemuError
+
+
+class ArgType(enum.Enum):
+    """QAPI member types the modelled commands use."""
+
+    STR = "str"
+    INT = "int"
+    BOOL = "bool"
+    ENUM_LIST = "enum-list"
+    ANY = "any"
+
+
+@attrs.frozen
+class Arg:
+    """One member of a command's argument struct."""
+
+    name: str
+    type: ArgType
+    optional: bool = False
+    #: Allowed values of an enum (for ENUM_LIST).
+    values: tuple[str, ...] = ()
+
+
+def missing(name: str) -> QemuError:
+    """QERR_MISSING_PARAMETER."""
+    return QemuError(f"Parameter '{name}' is missing")
+
+
+def invalid_type(name: str, expected: str) -> QemuError:
+    """QERR_INVALID_PARAMETER_TYPE."""
+    return QemuError(f"Invalid parameter type for '{name}', expected: {expected}")
+
+
+def invalid_value(name: str, expected: str) -> QemuError:
+    """QERR_INVALID_PARAMETER_VALUE."""
+    return QemuError(f"Parameter '{name}' expects {expected}")
+
+
+def is_int64(value: Any) -> bool:
+    """qnum_get_try_int: a JSON integer that fits int64 (not a bool, not a float)."""
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+    )
+
+
+def _check(name: str, arg: Arg, value: Any) -> Any:
+    if arg.type is ArgType.STR:
+        if not isinstance(value, str):
+            raise invalid_type(name, "string")
+        return value
+    if arg.type is ArgType.INT:
+        if not is_int64(value):
+            raise invalid_type(name, "integer")
+        return value
+    if arg.type is ArgType.BOOL:
+        if not isinstance(value, bool):
+            raise invalid_type(name, "boolean")
+        return value
+    if arg.type is ArgType.ENUM_LIST:
+        if not isinstance(value, list):
+            raise invalid_type(name, "array")
+        items = []
+        for i, item in enumerate(value):
+            item_name = f"{name}[{i}]"
+            if not isinstance(item, str):
+                raise invalid_type(item_name, "string")
+            if item not in arg.values:
+                # QEMU 7.2 names a list element's enum by a NULL name, printed as "null".
+                raise QemuError(f"Parameter 'null' does not accept value '{item}'")
+            items.append(item)
+        return items
+    return value
+
+
+def visit_arguments(args: Mapping[str, Any], schema: Sequence[Arg]) -> dict[str, Any]:
+    """Check ``args`` against ``schema``; the accepted values, or QemuError with QEMU's text."""
+    unvisited = GHashTableModel.from_keys(qdict_keys(dict(args)))
+    out: dict[str, Any] = {}
+    for arg in schema:
+        if arg.name not in args:
+            if arg.optional:
+                continue
+            raise missing(arg.name)
+        unvisited.remove(arg.name)
+        out[arg.name] = _check(arg.name, arg, args[arg.name])
+    leftover = unvisited.keys()
+    if leftover:
+        raise QemuError(f"Parameter '{leftover[0]}' is unexpected")
+    return out
