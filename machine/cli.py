@@ -109,9 +109,22 @@ def build_machine(argv: Sequence[str], err: TextIO) -> PseriesMachine:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the emulator with qemu-system-ppc64's command line; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run the emulator with qemu-system-ppc64's command line; returns the exit status.
+
+    The runner's own options (``-scenario``, ``-allow-remote-qmp``) are taken out
+    first; a scenario's first line supplies the machine's arguments.
+    """
+    from machine.runner import load_scenario, run_machine, split_runner_options
+
     out, err = sys.stdout, sys.stderr
+    try:
+        options, args = split_runner_options(list(sys.argv[1:] if argv is None else argv))
+        scenario = load_scenario(options.scenario) if options.scenario is not None else None
+    except QemuError as exc:
+        print(exc.report(PROG), file=err)
+        return 1
+    if scenario is not None:
+        args = list(scenario.args) + args
     try:
         config_probe = parse_argv(args)
     except StartupError as exc:
@@ -141,9 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{PROG}: info: dtb dumped to {dumpdtb}. Exiting.", file=err)
         return 0
-    from machine.runner import run_machine
-
-    return run_machine(machine, out=out, err=err)
+    return run_machine(machine, out=out, err=err, options=options, scenario=scenario)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ options, calls ``creation_done_warnings`` and, at every machine reset,
 Project options (not QEMU's): ``-trace-json FILE``, ``-host-cpu MODEL`` (the
 modeled KVM host, see ``accel``), ``-legacy-core-names`` (accept QEMU 2.7-era core
 type names such as ``POWER8E-spapr-cpu-core``), ``-guest KIND`` (the reference guest,
-see ``guest_loader``), ``-scenario NAME|FILE`` (run an HMP scenario).
+see ``guest_loader``). The runner's ``-scenario`` and ``-allow-remote-qmp`` are
+taken out before this parser sees the command line (``machine.runner``).
 
 Legacy spellings: under the modeled KVM, ``-cpu host,compat=power7`` and ``-global
 driver=host-powerpc64-cpu,property=compat,value=power7`` (the CPU property removed
@@ -201,7 +202,6 @@ _ARG_OPTIONS = frozenset(
         "trace-json",
         "host-cpu",
         "guest",
-        "scenario",
     ]
 )
 _FLAG_OPTIONS = frozenset(["enable-kvm", "nographic", "nodefaults", "S", "legacy-core-names"])
@@ -389,8 +389,6 @@ class MachineConfig:
     host_cpu: str = "POWER9"
     legacy_core_names: bool = False
     guest: str | None = None
-    #: Project option: run this HMP scenario (a name in machine/scenarios or a file).
-    scenario: str | None = None
     help_text: str | None = None
     warnings: list[QemuWarning] = attrs.field(factory=list)
 
@@ -549,8 +547,6 @@ def _option(
         config.host_cpu = arg
     elif name == "guest":
         config.guest = arg
-    elif name == "scenario":
-        config.scenario = arg
 
 
 def _object_option(config: MachineConfig, store: OptsStore, arg: str, location: str) -> None:

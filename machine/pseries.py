@@ -276,8 +276,9 @@ class PseriesMachine:
             self.qom.add_child(self.qom.unattached, "device[*]", QomObject(type_name))
         phb = QomObject("spapr-pci-host-bridge")
         self.qom.add_child(self.qom.unattached, "device[*]", phb)
-        for i in range(PCI_SLOTS_PER_PHB):
-            self._new_drc(DrcType.PCI, i, phb)
+        if self.setup.machine.has_pci_drcs:
+            for i in range(PCI_SLOTS_PER_PHB):
+                self._new_drc(DrcType.PCI, i, phb)
         self.drcs.set_order(drc_container_order([d.index for d in self._created_drcs]))
         phb_drc = self.drcs.by_id(DrcType.PHB, 0)
         if phb_drc is not None:
