@@ -50,6 +50,28 @@ def _real_pvr(k: Kernel) -> int | None:
     return None
 
 
+#: Linux's cputable names of the logical ("architected") PVRs a CAS can select.
+_ARCHITECTED_NAMES = {
+    0x0F000002: "POWER6",
+    0x0F000003: "POWER7",
+    0x0F100003: "POWER7",
+    0x0F000004: "POWER8",
+    0x0F000005: "POWER9",
+    0x0F000006: "POWER10",
+}
+
+
+def _cpu_name(k: Kernel, real_pvr: int) -> str | None:
+    """cur_cpu_spec->cpu_name: the architected entry once CAS set a logical PVR, else raw."""
+    for _path, node in topology.iter_nodes_by_type(k.tree, "cpu"):
+        version = topology.cell(node, "cpu-version")
+        if version in _ARCHITECTED_NAMES:
+            return f"{_ARCHITECTED_NAMES[version]} (architected)"
+        break
+    family = _PVR_FAMILIES.get(real_pvr >> 16)
+    return None if family is None else f"{family} (raw)"
+
+
 def _cache_size(k: Kernel, name: str) -> int | None:
     for _path, node in topology.iter_nodes_by_type(k.tree, "cpu"):
         return topology.cell(node, name)
@@ -81,9 +103,9 @@ def lscpu(k: Kernel) -> list[str]:
     if pvr is not None:
         major, minor = (pvr >> 8) & 0xF, pvr & 0xFF
         rows.append(("Model:", f"{major}.{minor} (pvr {pvr >> 16:04x} {pvr & 0xFFFF:04x})"))
-        family = _PVR_FAMILIES.get(pvr >> 16)
-        if family is not None:
-            rows.append(("Model name:", f"{family} (architected), altivec supported"))
+        name = _cpu_name(k, pvr)
+        if name is not None:
+            rows.append(("Model name:", f"{name}, altivec supported"))
     for label, prop in (("L1d cache:", "d-cache-size"), ("L1i cache:", "i-cache-size")):
         size = _cache_size(k, prop)
         if size:

@@ -17,6 +17,7 @@ lets ``-qmp tcp:`` listen on other than loopback addresses.
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import shlex
 import sys
@@ -33,7 +34,7 @@ from machine.monitor.hmp import HmpMonitor
 from machine.monitor.hmp_stdio import PROMPT, StdioMonitor, banner
 from machine.monitor.qmp_commands import QmpCommands
 from machine.monitor.qmp_server import QmpEndpoint, QmpServer, parse_qmp_endpoint
-from machine.pseries import PseriesMachine
+from machine.pseries import PseriesMachine, QmpEvent
 from spapr.errors import QemuError
 
 #: Where named scenarios live (package data).
@@ -110,15 +111,30 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 
 def run_scenario(control: MachineControl, scenario: Scenario, *, out: TextIO, err: TextIO) -> int:
-    """Run the commands like a scripted monitor session, echoing each after the prompt."""
+    """Run the commands like a scripted monitor session, echoing each after the prompt.
+
+    An HMP session does not show QMP events; a scenario prints each one (a
+    project addition) as a ``# event NAME {data}`` line where it happened, so a
+    reader sees DEVICE_DELETED arrive when the guest finished an unplug.
+    """
     hmp = HmpMonitor(control, stderr=lambda line: print(line, file=err))
+    events: list[QmpEvent] = []
+    control.machine.event_listeners.append(events.append)
+
+    def show_events() -> None:
+        for event in events:
+            out.write(f"# event {event.name} {json.dumps(dict(event.data))}\n")
+        events.clear()
+
     out.write(banner() + "\n")
     control.settle()
+    show_events()
     for command in scenario.commands:
         out.write(PROMPT + command + "\n")
         out.write(hmp.execute(command))
-        out.flush()
         control.settle()
+        show_events()
+        out.flush()
         if control.quit_requested:
             break
     return 0
