@@ -17,8 +17,8 @@ lets ``-qmp tcp:`` listen on other than loopback addresses.
 from __future__ import annotations
 
 import asyncio
-import json
 import contextlib
+import json
 import shlex
 import sys
 import time
