@@ -36,7 +36,11 @@ T = TypeVar("T")
 
 
 def strip_qmp_options(argv: list[str]) -> list[str]:
-    """A command line without its program name and ``-qmp``/``-monitor`` options."""
+    """A command line without its program name, ``-qmp``/``-monitor`` and ``-D`` options.
+
+    ``-D NAME.trace`` would make the emulator write QEMU's trace log into the
+    current directory; the trace comparisons live in test_machine_trace.
+    """
     out: list[str] = []
     words = argv[1:] if argv and not argv[0].startswith("-") else argv
     skip = False
@@ -44,7 +48,7 @@ def strip_qmp_options(argv: list[str]) -> list[str]:
         if skip:
             skip = False
             continue
-        if word in ("-qmp", "-monitor"):
+        if word in ("-qmp", "-monitor", "-D"):
             skip = True
             continue
         out.append(word)
