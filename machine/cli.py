@@ -90,6 +90,14 @@ def trace_recorder(config: MachineConfig, err: TextIO) -> TraceRecorder:
     return recorder
 
 
+def incoming_file(args: Sequence[str]) -> str | None:
+    """The PATH of ``-incoming file:PATH`` (other -incoming forms wait for the monitor)."""
+    for i, word in enumerate(args[:-1]):
+        if word.lstrip("-") == "incoming" and args[i + 1].startswith("file:"):
+            return args[i + 1][len("file:") :]
+    return None
+
+
 def build_machine(argv: Sequence[str], err: TextIO) -> PseriesMachine:
     """Parse, validate and create the machine with its -device cores and its guest.
 
@@ -135,8 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.write(config_probe.help_text)
         return 0
     try:
-        machine = build_machine(args, err)
-        _print_warnings(machine.reset(), err)
+        incoming = incoming_file(args)
+        incoming_runstate: str | None = None
+        if incoming is not None:
+            from machine.migration import incoming_machine_and_stream, runstate_after_incoming
+
+            machine, stream = incoming_machine_and_stream(incoming, args, err)
+            autostart = not machine.setup.config.freeze
+            incoming_runstate = runstate_after_incoming(stream, autostart)
+        else:
+            machine = build_machine(args, err)
+            _print_warnings(machine.reset(), err)
     except StartupError as exc:
         for line in exc.stderr_lines(PROG):
             print(line, file=err)
@@ -154,7 +171,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{PROG}: info: dtb dumped to {dumpdtb}. Exiting.", file=err)
         return 0
-    return run_machine(machine, out=out, err=err, options=options, scenario=scenario)
+    return run_machine(
+        machine,
+        out=out,
+        err=err,
+        options=options,
+        scenario=scenario,
+        incoming_runstate=incoming_runstate,
+    )
 
 
 if __name__ == "__main__":

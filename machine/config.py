@@ -204,7 +204,8 @@ _ARG_OPTIONS = frozenset(
         "guest",
     ]
 )
-_FLAG_OPTIONS = frozenset(["enable-kvm", "nographic", "nodefaults", "S", "legacy-core-names"])
+#: Options that take no argument (the migration check compares them too).
+FLAG_OPTIONS = frozenset(["enable-kvm", "nographic", "nodefaults", "S", "legacy-core-names"])
 #: qemu-system-ppc64 options this emulator does not model (refused as such).
 _UNMODELED_OPTIONS = frozenset(
     [
@@ -430,7 +431,7 @@ def parse_argv(argv: Sequence[str]) -> MachineConfig:
                 _option(config, stores, name, optarg, location)
                 if config.help_text is not None:
                     return config
-            elif name in _FLAG_OPTIONS:
+            elif name in FLAG_OPTIONS:
                 i += 1
                 _flag(config, name)
             elif name in _UNMODELED_OPTIONS:

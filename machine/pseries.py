@@ -437,7 +437,8 @@ class PseriesMachine:
 
     def device_add(self, args: Mapping[str, Any]) -> SpaprCpuCore:
         """QMP/HMP device_add of a core; QemuError with QEMU's text on refusal."""
-        self.record("device_add", args)
+        if not self.migrating:  # refused whatever else is wrong: nothing to replay
+            self.record("device_add", args)
         request = parse_device_add(
             args,
             legacy_core_names=self.legacy_core_names,
@@ -456,7 +457,8 @@ class PseriesMachine:
 
     def device_del(self, dev_id: str) -> None:
         """QMP/HMP device_del by id or absolute QOM path."""
-        self.record("device_del", {"id": dev_id})
+        if not self.migrating:
+            self.record("device_del", {"id": dev_id})
         obj = (
             self.qom.resolve(dev_id)
             if dev_id.startswith("/")

@@ -148,10 +148,15 @@ def run_machine(
     options: RunnerOptions | None = None,
     scenario: Scenario | None = None,
     stdin: TextIO | None = None,
+    incoming_runstate: str | None = None,
 ) -> int:
     """Serve the machine's monitors until quit; the process exit status."""
     options = options if options is not None else RunnerOptions()
-    control = MachineControl(machine, warn=lambda line: print(line, file=err, flush=True))
+    control = MachineControl(
+        machine,
+        warn=lambda line: print(line, file=err, flush=True),
+        incoming_runstate=incoming_runstate,
+    )
     if scenario is not None:
         return run_scenario(control, scenario, out=out, err=err)
     config = machine.setup.config

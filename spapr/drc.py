@@ -601,6 +601,18 @@ class DRC:
             raise DrcError(f"DRC 0x{self.index:x} cannot release in {self.state!r}")
         self._release()
 
+    def drop_fragment(self) -> None:
+        """Forget the configure-connector fragment and rewind the cursor.
+
+        What a migration destination has: QEMU does not migrate the fragment or the
+        cursor, so the next call rebuilds it and starts again at the node.
+        """
+        self.fragment = None
+        self.fragment_steps = ()
+        start = 0 if self.device is not None else -1
+        self.ccs_offset = start
+        self.ccs_depth = start
+
     def reset(self) -> bool:
         """spapr_drc_reset: finish a pending unplug, then ready if plugged else empty.
 

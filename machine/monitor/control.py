@@ -11,12 +11,18 @@ deterministic. Events get their wall-clock timestamp here, at the edge.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from machine.config import reset_warnings
-from machine.monitor.migration import Migration, MigrationBackend, MigrationStatus
+from machine.monitor.migration import (
+    Migration,
+    MigrationBackend,
+    MigrationStatus,
+    UnsupportedMigration,
+)
 from machine.monitor.qom_props import Kind, QomView
 from machine.monitor.runstate import RunState, RunStateMachine
 from machine.pseries import PseriesMachine, QmpEvent
@@ -61,6 +67,52 @@ def event_message(name: str, data: Mapping[str, Any] | None, when: float) -> dic
     return message
 
 
+class FileMigration:
+    """The ``file:`` migration backend (the other schemes are refused as unsupported).
+
+    Outgoing: setup, active, the stream written (machine.migration.save), completed;
+    the source then stops in ``postmigrate`` as QEMU's does. Incoming (``-incoming
+    defer`` + migrate-incoming): the stream is resumed into a new machine that the
+    control serves from then on.
+    """
+
+    def __init__(self, control: MachineControl) -> None:
+        self.control = control
+
+    def start_outgoing(self, migration: Migration, uri: str) -> None:
+        from machine.migration import file_uri_path, save
+
+        if not uri.startswith("file:"):
+            UnsupportedMigration().start_outgoing(migration, uri)
+        control = self.control
+        before = control.runstate.state.value
+        migration.set_status(MigrationStatus.SETUP)
+        migration.set_status(MigrationStatus.ACTIVE)
+        try:
+            save(control.machine, file_uri_path(uri), runstate=before)
+        except QemuError:
+            migration.set_status(MigrationStatus.FAILED)
+            raise
+        migration.set_status(MigrationStatus.COMPLETED)
+        control.enter_postmigrate()
+
+    def start_incoming(self, migration: Migration, uri: str) -> None:
+        from machine.migration import file_uri_path, load_stream, resume
+
+        if not uri.startswith("file:"):
+            UnsupportedMigration().start_incoming(migration, uri)
+        control = self.control
+        migration.set_status(MigrationStatus.ACTIVE)
+        try:
+            stream = load_stream(file_uri_path(uri))
+            machine = resume(stream, control.machine, io.StringIO())
+        except QemuError:
+            migration.set_status(MigrationStatus.FAILED)
+            raise
+        control.swap_machine(machine)
+        control.finish_incoming()
+
+
 def guest_of(machine: PseriesMachine) -> Any:
     """The machine's reference guest: the loaded one, or the owner of its program factory."""
     if machine.guest is not None:
@@ -80,13 +132,15 @@ class MachineControl:
         migration_backend: MigrationBackend | None = None,
         wall_clock: Callable[[], float] = time.time,
         warn: Callable[[str], None] | None = None,
+        incoming_runstate: str | None = None,
     ) -> None:
         self.machine = machine
         self.guest = guest if guest is not None else guest_of(machine)
         self.wall_clock = wall_clock
         self.warn = warn if warn is not None else (lambda _line: None)
         self.view = QomView(machine)
-        self.migration = Migration() if migration_backend is None else Migration(migration_backend)
+        backend = migration_backend if migration_backend is not None else FileMigration(self)
+        self.migration = Migration(backend)
         self.migration.on_status.append(self._migration_status)
         self.sinks: list[EventSink] = []
         self.quit_requested = False
@@ -103,6 +157,8 @@ class MachineControl:
             self.runstate.set(RunState.RUNNING)
         self._mirror_runstate()
         machine.event_listeners.append(self._machine_event)
+        if incoming_runstate is not None:
+            self._incoming_done(RunState(incoming_runstate))
         self._maybe_boot()
 
     # ------------------------------------------------------------ events
@@ -212,6 +268,18 @@ class MachineControl:
         finally:
             self.view.sync()
 
+    def swap_machine(self, machine: PseriesMachine) -> None:
+        """Serve ``machine`` from now on (an incoming migration built a new one)."""
+        old = self.machine
+        if self._machine_event in old.event_listeners:
+            old.event_listeners.remove(self._machine_event)
+        self.machine = machine
+        self.guest = guest_of(machine)
+        self.view = QomView(machine)
+        machine.event_listeners.append(self._machine_event)
+        self._mirror_runstate()
+        self._boot_pending = False
+
     def migrate(self, uri: str, *, resume: bool = False) -> None:
         """migrate: the front end's checks, then the backend."""
         self.migration.migrate(
@@ -224,6 +292,24 @@ class MachineControl:
     def migrate_incoming(self, uri: str) -> None:
         """migrate-incoming (needs -incoming defer)."""
         self.migration.migrate_incoming(uri, inmigrate=self.runstate.state is RunState.INMIGRATE)
+
+    def _incoming_done(self, state: RunState) -> None:
+        """``-incoming file:`` loaded at start-up: take the run state the stream implies."""
+        self.migration.incoming_started = True
+        self.migration.set_status(MigrationStatus.COMPLETED)
+        self.runstate.set(state)
+        self._mirror_runstate()
+        if state is RunState.RUNNING:
+            self.emit("RESUME", None)
+
+    def enter_postmigrate(self) -> None:
+        """After an outgoing migration completed: the source VM stops (STOP if it ran)."""
+        was_running = self.runstate.running
+        self.runstate.set(RunState.FINISH_MIGRATE)
+        self.runstate.set(RunState.POSTMIGRATE)
+        self._mirror_runstate()
+        if was_running:
+            self.emit("STOP", None)
 
     def finish_incoming(self) -> None:
         """The migration backend loaded the state: run if autostart (RESUME), else pause.

@@ -17,8 +17,9 @@ import attrs
 
 from spapr.errors import QemuError
 
-#: URI schemes QEMU 7.2 knows (migration.c, qemu_start_incoming_migration).
-URI_SCHEMES = ("tcp:", "unix:", "vsock:", "rdma:", "exec:", "fd:")
+#: URI schemes QEMU 7.2 knows (migration.c, qemu_start_incoming_migration), plus this
+#: emulator's ``file:`` (QEMU 7.2 itself refuses it; later QEMU added it).
+URI_SCHEMES = ("tcp:", "unix:", "vsock:", "rdma:", "exec:", "fd:", "file:")
 
 
 class MigrationStatus(enum.Enum):
