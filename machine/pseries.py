@@ -28,13 +28,14 @@ from machine.qom_order import drc_container_order
 from machine.sched import VcpuScheduler, VcpuState
 from rtas import GuestMemory, RtasDispatcher
 from rtas.hcalls import Hcall, HcallReturn
+from spapr.cas import cas_check_pvr
 from spapr.cpu_core import (
     CoreHotplugHandler,
     CoreSlot,
     SpaprCpuCore,
     VcpuThread,
 )
-from spapr.cpu_models import COMPAT_MODES, CompatMode, CpuModel, compat_by_pvr, cpu_supports_compat
+from spapr.cpu_models import CpuModel
 from spapr.cpu_node import CpuNodeEnv
 from spapr.cpu_rtas import CpuRtas
 from spapr.drc import DRC, DrcTable, DrcType, drc_index
@@ -676,8 +677,17 @@ class PseriesMachine:
         for other in self.iter_threads():
             if other.vcpu_id != vcpu_id and not self.sched.is_halted(other.vcpu_id):
                 return H_MULTI_THREADS_ACTIVE
-        table, cas_pvr, raw_mode = self._cas_check_pvr(vec & 0x0FFFFFFFFFFFFFFF)
-        if not cas_pvr and (not raw_mode or self.setup.max_compat is not None):
+        choice = cas_check_pvr(
+            self.memory, vec & 0x0FFFFFFFFFFFFFFF, self.model, self.setup.max_compat
+        )
+        self.trace.emit(
+            "spapr_cas_pvr",
+            cur_pvr=self.compat_pvr,
+            explicit_match=choice.explicit_match,
+            new_pvr=choice.best_compat_pvr,
+        )
+        table, cas_pvr = choice.table_addr, choice.best_compat_pvr
+        if not choice.negotiable or (not cas_pvr and self.setup.max_compat is not None):
             self.trace.emit("guest_error", message="Couldn't negotiate a suitable PVR during CAS")
             return HcallReturn.H_HARDWARE
         ov1 = parse_vector(self.memory, table, 1)
@@ -702,38 +712,6 @@ class PseriesMachine:
         self.trace.emit("spapr_cas_continue", n=len(blob) + len(header))
         self.fdt_blob = blob
         return HcallReturn.H_SUCCESS
-
-    def _cas_check_pvr(self, addr: int) -> tuple[int, int, bool]:
-        """cas_check_pvr: scan (mask, pvr) pairs for the real PVR and the best logical one.
-
-        Returns the address after the terminator (the option-vector table), the best
-        compat PVR (0 for none) and whether the real PVR was listed (raw mode).
-        """
-        max_compat = self.setup.max_compat
-        best: CompatMode | None = None
-        explicit_match = False
-        for _ in range(512):
-            mask = self.memory.ld32(addr)
-            pvr = self.memory.ld32(addr + 4)
-            addr += 8
-            if ~mask & pvr & 0xFFFFFFFF:
-                break
-            if (self.model.pvr & mask) == (pvr & mask):
-                explicit_match = True
-                continue
-            mode = compat_by_pvr(pvr)
-            if mode is None or not cpu_supports_compat(self.model, mode, max_compat):
-                continue
-            if best is None or COMPAT_MODES.index(mode) >= COMPAT_MODES.index(best):
-                best = mode
-        best_pvr = best.logical_pvr if best is not None else 0
-        self.trace.emit(
-            "spapr_cas_pvr",
-            cur_pvr=self.compat_pvr,
-            explicit_match=explicit_match,
-            new_pvr=best_pvr,
-        )
-        return addr, best_pvr, explicit_match
 
     # PlatformHooks (the non-DR RTAS services)
     def console_write(self, data: bytes) -> bool:
