@@ -87,3 +87,27 @@ def test_refused_configuration_like_qemu(name: str, tmp_path: Path) -> None:
     assert rc == info["exit_code"] == 1
     assert err == info["stderr"]
     assert not any(tmp_path.iterdir()), "a refused configuration must not write a dtb"
+
+
+def test_4096_vcpus_build_and_dump_4097_refused(tmp_path: Path) -> None:
+    """QEMU 7.2.22's limit: 4096 possible vCPUs (SPAPR_IRQ_NR_IPIS)."""
+    base = ["-cpu", "POWER9", "-m", "1G", "-nographic", "-display", "none", "-nodefaults", "-S"]
+    rc, _err = _run(
+        ["-M", "pseries,dumpdtb=big.dtb", "-smp", "1,cores=4096,maxcpus=4096", *base], tmp_path
+    )
+    assert rc == 0
+    cpus = from_dtb((tmp_path / "big.dtb").read_bytes()).root.find("/cpus")
+    assert cpus is not None
+    indexes = cpus["ibm,drc-indexes"].cells()
+    assert indexes[0] == 4096
+    assert sorted(indexes[1:]) == [0x10000000 + i for i in range(4096)]
+    assert [c.name for c in cpus.children] == ["PowerPC,POWER9@0"]
+    rc, err = _run(
+        ["-M", "pseries,dumpdtb=no.dtb", "-smp", "1,cores=4097,maxcpus=4097", *base], tmp_path
+    )
+    assert rc == 1
+    assert err == (
+        "qemu-system-ppc64: Invalid SMP CPUs 4097. "
+        "The max CPUs supported by machine 'pseries-7.2' is 4096\n"
+    )
+    assert not (tmp_path / "no.dtb").exists()
