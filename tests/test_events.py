@@ -1,4 +1,4 @@
-"""The pending-event queue: routing, masks, pulses, check-exception and event-scan (protocol §4.7–5.3)."""
+"""The pending-event queue: routing, masks, pulses, check-exception and event-scan."""
 
 from __future__ import annotations
 
