@@ -161,3 +161,57 @@ def test_trace_is_identical_for_identical_runs() -> None:
     first, second = run_scenario(), run_scenario()
     assert first == second
     assert '"event":"rtas_call"' in first[0]
+
+
+def boot_with(argv: str, guest_option: str) -> tuple[PseriesMachine, Any]:
+    machine = build_machine(argv.split() + COMMON[:-2] + ["-guest", guest_option], io.StringIO())
+    machine.reset()
+    machine.sched.run_for(3 * S)
+    assert machine.guest is not None and machine.guest.booted
+    return machine, machine.guest
+
+
+def test_guest_abandoning_a_walk_leaves_the_connector_isolated_and_the_machine_running() -> None:
+    machine, guest = boot_with(CONFIGS["smt1-p8e"][0], "linux+abandon-configure=5+event-scan=off")
+    x = 0x10000002
+    machine.device_add({"driver": "power8e_v2.1-spapr-cpu-core", "id": "core2", "core-id": 2})
+    machine.sched.run_for(2 * S)
+    walk = [r for r in guest.rtas_trace if r.service == "ibm,configure-connector"]
+    assert [r.rets[0] for r in walk] == [2, 3, 3, 3, 3]
+    assert machine.drcs.get(x).state == DRCState.LOGICAL_UNISOLATE
+    assert guest.online_cpus() == [0, 1]
+    # The REMOVE finds no node in the guest's tree ("Cannot find CPU"), so Linux signals
+    # the failure by UNISOLATE on the isolated connector: QEMU takes it as a rejection.
+    machine.qmp_events.clear()
+    machine.device_del("core2")
+    machine.sched.run_for(2 * S)
+    assert [(e.name, dict(e.data)) for e in machine.qmp_events] == [
+        ("DEVICE_UNPLUG_GUEST_ERROR", {"device": "core2", "path": "/machine/peripheral/core2"})
+    ]
+    assert not machine.drcs.get(x).unplug_requested
+    # The machine keeps running; at reset the attached core becomes ready (as if
+    # cold-plugged) and the rebooted guest brings it up with the boot CPUs.
+    machine.system_reset()
+    assert machine.drcs.get(x).state == DRCState.LOGICAL_CONFIGURED
+    machine.sched.run_for(3 * S)
+    assert guest.booted and guest.online_cpus() == [0, 1, 2]
+
+
+def test_guest_with_wrong_indices_gets_qemus_codes_and_nothing_changes() -> None:
+    machine, guest = boot_with(CONFIGS["smt1-p8e"][0], "linux+wrong-indices+event-scan=off")
+    before = [(d.index, d.state, d.device is not None) for d in machine.drcs]
+    machine.device_add({"driver": "power8e_v2.1-spapr-cpu-core", "id": "core2", "core-id": 2})
+    machine.sched.run_for(2 * S)
+    wrong = [r for r in guest.rtas_trace if r.args and r.args[-1] == 0x10000102]
+    assert wrong and all(r.rets[0] == -3 for r in wrong)
+    # the core's own connector was never acquired: still unusable, device attached
+    drc = machine.drcs.get(0x10000002)
+    assert drc.state == DRCState.LOGICAL_UNUSABLE and drc.device is not None
+    others = [
+        (d.index, d.state, d.device is not None) for d in machine.drcs if d.index != drc.index
+    ]
+    assert others == [b for b in before if b[0] != drc.index]
+    machine.device_del("core2")  # never acquired: released at once
+    assert [e.data.get("device") for e in machine.qmp_events if e.name == "DEVICE_DELETED"][
+        -1
+    ] == "core2"
