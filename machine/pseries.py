@@ -758,16 +758,12 @@ class PseriesMachine:
 
     # ------------------------------------------------------------ running
 
-    def start_running(self) -> None:
-        self.runstate = "running"
-
-    def vcpu_state(self, vcpu_id: int) -> VcpuState:
-        return self.sched.state(vcpu_id)
-
     def drc(self, index: int) -> DRC | None:
+        """The connector with this DRC index (monitor lookups)."""
         return self.drcs.get(index)
 
     def cpu_drc_index(self, core_id: int) -> int:
+        """The index of the CPU connector of the slot of ``core_id``."""
         return drc_index(DrcType.CPU, self.topology.vcpu_id(core_id))
 
     # ------------------------------------------------------------ command line
