@@ -3,14 +3,18 @@
 Sans-IO: one virtual clock in integer nanoseconds, no threads, no sleeping. Every
 pending occurrence is a heap entry ``(time, sequence, kind, vcpu-or-timer, token)``;
 the sequence number (one counter for everything) makes ties deterministic, FIFO
-in order of scheduling. There are two heaps and the loop always takes the
-smaller of their tops, so the order is exactly that of one merged heap:
+in order of scheduling. There are two heaps, and the order is exactly that of one
+merged heap:
 
 * the *near* heap holds the "slice ends" of the vCPUs on host processors (at most
   ``host_cpus`` live ones) and the timeouts and timers due within
   ``near_horizon_ns``: it stays small, which keeps the per-slice path cheap;
 * the *far* heap holds later timeouts — with thousands of idle vCPUs, one cede
-  timeout (the decrementer) each — and is touched once per such timeout.
+  timeout (the decrementer) each — and is touched once per such timeout. A
+  *far marker* entry in the near heap, due before the far heap's first entry,
+  moves the far entries coming within the horizon into the near heap (unchanged,
+  so still in their order) when it is reached; the loop itself only ever pops the
+  near heap.
 
 Runnable vCPUs wait in a third heap keyed ``(vruntime, sequence)``; a freed host
 processor takes the minimum (fair share by virtual runtime, CFS-like), and a
@@ -71,6 +75,8 @@ _GAVE_UP = object()
 _K_SLICE = 0
 _K_TIMEOUT = 1
 _K_TIMER = 2
+#: Far marker: move the far entries due soon into the near heap.
+_K_FAR = 3
 
 #: Operations a vCPU may perform at one instant without virtual time passing
 #: (zero-length EXECUTEs, EXECUTEs cut by a pending interrupt, free hcalls); more in
@@ -78,6 +84,14 @@ _K_TIMER = 2
 ZERO_TIME_OP_LIMIT = 10_000
 
 _NO_LIMIT = 1 << 126
+#: Steps per ``_drive`` call for the unbounded runs: below 2**30, so the loop's
+#: step comparisons stay on CPython's fast path for small ints.
+_STEP_CHUNK = (1 << 30) - 1
+
+_NEVER: Any = float("inf")
+#: Last entry of the near heap: due at +inf, so never taken, and the loop needs no
+#: emptiness check.
+_SENTINEL: tuple[Any, int, int, Any, int] = (_NEVER, 0, _K_SLICE, None, 0)
 
 
 class SchedulerError(Exception):
@@ -143,6 +157,8 @@ class _Vcpu:
     irq: bool = False
     #: An H_PROD not yet consumed by a cede.
     prod: bool = False
+    #: Queued in the scheduler's list of rows to copy into the accounting table.
+    dirty: bool = False
     steal_ns: int = 0
     slices: int = 0
     wakeups: int = 0
@@ -162,6 +178,41 @@ class VcpuScheduler:
     hypercalls other than H_CEDE/H_PROD/H_CONFER go to ``hcall`` and are charged
     ``hcall_cost_ns`` of the caller's CPU time.
     """
+
+    # Slots: the event loop reads and writes these on every event, and a slotted
+    # instance keeps every access on CPython's fast path however many there are.
+    __slots__ = (
+        "_cpu",
+        "_dirty",
+        "_driving",
+        "_far",
+        "_far_lead",
+        "_far_mark",
+        "_free_slots",
+        "_hcall",
+        "_idle_cpus",
+        "_min_vruntime",
+        "_n_busy",
+        "_near",
+        "_next_slot",
+        "_next_tid",
+        "_now",
+        "_program_factory",
+        "_ready",
+        "_retired_slices",
+        "_retired_wakeups",
+        "_runqueue",
+        "_seq",
+        "_table",
+        "_timer_fires",
+        "_trace",
+        "_tracing",
+        "_vcpus",
+        "hcall_cost_ns",
+        "host_cpus",
+        "near_horizon_ns",
+        "quantum_ns",
+    )
 
     def __init__(
         self,
@@ -193,8 +244,12 @@ class VcpuScheduler:
         self._tracing = False
         self._now = 0
         self._seq = 0
-        self._near: list[tuple[int, int, int, Any, int]] = []
-        self._far: list[tuple[int, int, int, Any, int]] = []
+        self._near: list[tuple[Any, int, int, Any, int]] = [_SENTINEL]
+        self._far: list[tuple[Any, int, int, Any, int]] = []
+        #: A far entry is moved to the near heap this long before it is due.
+        self._far_lead = max(self.near_horizon_ns, 0) + 1
+        #: Time of the earliest far marker in the near heap (+inf: none).
+        self._far_mark: Any = _NEVER
         self._runqueue: list[tuple[int, int, _Vcpu, int]] = []
         self._ready: deque[tuple[_Vcpu, int]] = deque()
         self._cpu: list[_Vcpu | None] = [None] * host_cpus
@@ -204,7 +259,7 @@ class VcpuScheduler:
         self._next_slot = 0
         self._next_tid = tid_base
         self._table = VcpuTable()
-        self._dirty: set[_Vcpu] = set()
+        self._dirty: list[_Vcpu] = []
         self._n_busy = 0
         self._min_vruntime = 0
         self._timer_fires = 0
@@ -237,7 +292,8 @@ class VcpuScheduler:
         self._next_tid += 1
         self._vcpus[vcpu_id] = v
         self._table.ensure(slot)
-        self._dirty.add(v)
+        v.dirty = True
+        self._dirty.append(v)
         self._refresh_tracing()
         self._emit("vcpu_added", vcpu=vcpu_id, tid=v.tid)
 
@@ -257,7 +313,6 @@ class VcpuScheduler:
         v.epoch += 1
         self._retired_slices += v.slices
         self._retired_wakeups += v.wakeups
-        self._dirty.discard(v)
         self._table.clear(v.slot)
         heapq.heappush(self._free_slots, v.slot)
         v.slot = -1
@@ -357,15 +412,24 @@ class VcpuScheduler:
             raise ValueError(f"call_at({when}) is in the past (now {self._now})")
         handle = TimerHandle(when, callback)
         self._seq = seq = self._seq + 1
-        heap = self._near if when - self._now <= self.near_horizon_ns else self._far
-        heapq.heappush(heap, (when, seq, _K_TIMER, handle, 0))
+        if when - self._now <= self.near_horizon_ns:
+            heapq.heappush(self._near, (when, seq, _K_TIMER, handle, 0))
+        else:
+            self._push_far((when, seq, _K_TIMER, handle, 0))
         return handle
 
     def call_later(self, delay: int, callback: TimerCallback) -> TimerHandle:
         """Run ``callback()`` ``delay`` ns from now."""
         if delay < 0:
             raise ValueError("delay must not be negative")
-        return self.call_at(self._now + delay, callback)
+        when = self._now + delay
+        handle = TimerHandle(when, callback)
+        self._seq = seq = self._seq + 1
+        if delay <= self.near_horizon_ns:
+            heapq.heappush(self._near, (when, seq, _K_TIMER, handle, 0))
+        else:
+            self._push_far((when, seq, _K_TIMER, handle, 0))
+        return handle
 
     # ----------------------------------------------------------- driving
 
@@ -373,11 +437,18 @@ class VcpuScheduler:
         """Handle the next scheduling event (advancing ``now`` to it); False if there is none."""
         return self._drive(_NO_LIMIT, 1) > 0
 
+    def _run_to(self, until: int) -> None:
+        """Handle every event up to ``until`` (in chunks of ``_STEP_CHUNK`` steps)."""
+        if until == _NEVER:
+            until = _NO_LIMIT  # the near heap's sentinel must stay beyond it
+        while self._drive(until, _STEP_CHUNK) == _STEP_CHUNK:
+            pass
+
     def run_until(self, when: int) -> None:
         """Handle every event up to ``when`` inclusive, then set ``now`` to ``when``."""
         if when < self._now:
             raise ValueError(f"run_until({when}) is in the past (now {self._now})")
-        self._drive(when, _NO_LIMIT)
+        self._run_to(when)
         self._now = when
 
     def run_for(self, ns: int) -> None:
@@ -393,7 +464,7 @@ class VcpuScheduler:
         if limit_ns < 0:
             raise ValueError("limit_ns must not be negative")
         deadline = self._now + limit_ns
-        self._drive(deadline, _NO_LIMIT)
+        self._run_to(deadline)
         if self._n_busy == 0:
             return True
         self._now = deadline
@@ -491,10 +562,18 @@ class VcpuScheduler:
             )
 
     def _flush(self) -> None:
+        """Copy the rows of changed threads into the table.
+
+        Changed means marked dirty when leaving or waiting for a host processor,
+        or holding one now (those are always copied, so dispatch marks nothing).
+        """
         dirty = self._dirty
         for v in self._cpu:
-            if v is not None:
-                dirty.add(v)
+            if v is not None and not v.dirty:
+                v.dirty = True
+                dirty.append(v)
+        for v in dirty:
+            v.dirty = False
         rows = [v for v in dirty if v.slot >= 0]
         dirty.clear()
         self._table.write(
@@ -510,13 +589,13 @@ class VcpuScheduler:
     def _drive(self, until: int, max_steps: int) -> int:
         """The event loop; returns the number of events handled (at most ``max_steps``).
 
-        Order: ready dispatches first (they are due at ``now``), then the earlier of
-        the two heap tops, up to time ``until``. A slice end just scheduled is
-        *held* rather than pushed, and taken directly on the next turn if it is
-        still the earliest event; when an operation would complete before any
-        other event, its completion is handled on the spot and the program goes
-        on ("run ahead"). Both only skip heap traffic: the event order is the
-        one the heaps would give. The per-slice work and EXECUTE, H_CEDE and
+        Order: ready dispatches first (they are due at ``now``), then the near
+        heap's entries (far ones reach it through far markers), up to time
+        ``until``. When an operation would complete before any other event, its
+        completion is handled on the spot and the program goes on ("run ahead");
+        a slice end just made is pushed by the next pop (``heappushpop``). Both
+        only skip heap traffic: the event order is the one the heaps would give.
+        The per-slice work, timer and timeout pops, and EXECUTE, H_CEDE and
         machine-hcall handling are inlined here; rarer paths are methods.
         """
         if self._driving:
@@ -524,13 +603,12 @@ class VcpuScheduler:
         self._driving = True
         self._refresh_tracing()
         near = self._near
-        far = self._far
         runqueue = self._runqueue
         ready = self._ready
         heappop = heapq.heappop
         heappush = heapq.heappush
         heappushpop = heapq.heappushpop
-        dirty_add = self._dirty.add
+        dirty = self._dirty
         cpu_owner = self._cpu
         idle_cpus = self._idle_cpus
         horizon = self.near_horizon_ns
@@ -538,18 +616,23 @@ class VcpuScheduler:
         cost = self.hcall_cost_ns
         hcall = self._hcall
         steps = 0
-        # A slice end (time, vcpu, token) not in the slice heap; pushed unless taken next.
-        held: tuple[int, _Vcpu, int] | None = None
+        # A slice end just made, not yet in the near heap: the next pop takes it
+        # through heappushpop (one sift instead of two; the same order).
+        pending: tuple[Any, int, int, Any, int] | None = None
         v: _Vcpu
         value: Any
         result: Any
+        # Layout note: CPython 3.11 specializes an int comparison only when the
+        # conditional jump after it is short, so tests sit right before a small
+        # branch (``if steps >= max_steps: break``, ``if a < b: <small> else: <big>``).
         try:
-            while steps < max_steps:
+            while True:
+                if steps >= max_steps:
+                    break
                 if ready:
-                    if held is not None:
-                        self._seq = seq = self._seq + 1
-                        heappush(near, (held[0], seq, _K_SLICE, held[1], held[2]))
-                        held = None
+                    if pending is not None:
+                        heappush(near, pending)
+                        pending = None
                     v, token = ready.popleft()
                     if v.token != token:
                         continue
@@ -563,7 +646,7 @@ class VcpuScheduler:
                             self._emit_state(v, _RUNNABLE, _RUNNING)
                         v.steal_ns += now - v.since
                         v.quantum_end = run + quantum
-                        dirty_add(v)
+                        # (a thread on a host processor is always flushed: no dirty mark)
                         vruntime = run + v.vruntime_bias
                         if vruntime > self._min_vruntime:
                             self._min_vruntime = vruntime
@@ -572,10 +655,13 @@ class VcpuScheduler:
                         if not (v.irq and v.cuttable):
                             quantum_end = v.quantum_end
                             v.slice_start = now
-                            held = (
+                            self._seq = seq = self._seq + 1
+                            pending = (
                                 now + (op_end if op_end < quantum_end else quantum_end) - run,
+                                seq,
+                                _K_SLICE,
                                 v,
-                                v.token,
+                                token,
                             )
                             continue
                         value = op_end - run
@@ -583,69 +669,61 @@ class VcpuScheduler:
                     else:
                         value = v.result
                 else:
-                    if held is not None:
-                        t, v, token = held
-                        held = None
-                        if v.token != token:
-                            continue
-                        if t > until or (near and near[0][0] <= t) or (far and far[0][0] <= t):
-                            self._seq = seq = self._seq + 1
-                            heappush(near, (t, seq, _K_SLICE, v, token))
-                            continue
-                    elif near:
-                        entry = near[0]
-                        if far:
-                            other = far[0]
-                            if other[0] < entry[0] or (
-                                other[0] == entry[0] and other[1] < entry[1]
-                            ):
-                                if other[0] > until:
-                                    break
-                                heappop(far)
-                                steps += self._timer_event(other)
-                                continue
-                        t = entry[0]
-                        if t > until:
-                            break
-                        heappop(near)
-                        if entry[2] != _K_SLICE:
-                            if entry[2] == _K_TIMEOUT:
-                                w = entry[3]
-                                if w.token == entry[4]:
-                                    steps += 1
-                                    self._now = t
-                                    self._wake(w)
-                                continue
-                            steps += self._timer_event(entry)
-                            continue
-                        v = entry[3]
-                        if v.token != entry[4]:
-                            continue
-                    elif far:
-                        other = far[0]
-                        if other[0] > until:
-                            break
-                        heappop(far)
-                        steps += self._timer_event(other)
-                        continue
+                    # the next heap entry (the near heap ends in a sentinel at +inf);
+                    # one popped and not taken goes back unchanged
+                    if pending is not None:
+                        entry = heappushpop(near, pending)
+                        pending = None
                     else:
+                        entry = heappop(near)
+                    t, _, kind, obj, token = entry
+                    if t > until:
+                        heappush(near, entry)
                         break
+                    if kind != _K_SLICE:
+                        if kind == _K_TIMEOUT:
+                            if obj.token == token:
+                                steps += 1
+                                self._now = t
+                                self._wake(obj)
+                            continue
+                        if kind == _K_FAR:
+                            self._far_due(t)
+                            continue
+                        if not obj.cancelled:
+                            steps += 1
+                            self._now = t
+                            obj.fired = True
+                            self._timer_fires += 1
+                            obj.callback()
+                            if self._trace is not None:
+                                self._tracing = self._trace.active()
+                        continue
+                    v = obj
+                    if v.token != token:
+                        continue
                     # -- a slice of v ends at t: the per-slice hot path
                     steps += 1
                     self._now = now = t
                     run = v.run_ns + t - v.slice_start
                     v.run_ns = run
                     v.slices += 1
-                    if run >= v.quantum_end:
+                    if run < v.quantum_end:
+                        pass
+                    else:
                         vruntime = run + v.vruntime_bias
-                        if runqueue and runqueue[0][0] <= vruntime:
+                        if not runqueue or runqueue[0][0] > vruntime:
+                            v.quantum_end = run + quantum
+                        else:
                             # preempted: back into the run queue, the least-vruntime
                             # waiter gets this host processor (via the ready list)
                             v.slice_start = -1
                             v.state = _RUNNABLE
                             if self._tracing:
                                 self._emit_state(v, _RUNNING, _RUNNABLE)
-                            dirty_add(v)
+                            if not v.dirty:
+                                v.dirty = True
+                                dirty.append(v)
                             v.since = t
                             self._seq = seq = self._seq + 1
                             _, _, w, token = heappushpop(runqueue, (vruntime, seq, v, v.token))
@@ -668,19 +746,19 @@ class VcpuScheduler:
                                 self._emit_state(v, _RUNNABLE, _RUNNING)
                             v.steal_ns += t - v.since
                             v.quantum_end = run + quantum
-                            dirty_add(v)
                             vruntime = run + v.vruntime_bias
                             if vruntime > self._min_vruntime:
                                 self._min_vruntime = vruntime
-                        else:
-                            v.quantum_end = run + quantum
                     op_end = v.op_end
                     if run < op_end:
                         if not (v.irq and v.cuttable):
                             quantum_end = v.quantum_end
                             v.slice_start = t
-                            held = (
+                            self._seq = seq = self._seq + 1
+                            pending = (
                                 t + (op_end if op_end < quantum_end else quantum_end) - run,
+                                seq,
+                                _K_SLICE,
                                 v,
                                 v.token,
                             )
@@ -693,19 +771,13 @@ class VcpuScheduler:
 
                 # -- v is RUNNING with no slice in progress: run its program at `now`
                 #    until an operation needs virtual time or it gives up the CPU.
-                send = v.program.send  # type: ignore[union-attr]
+                #    (op_end, result and cuttable are stored only when a slice is
+                #    queued: an operation completed by running ahead needs none.)
+                program = v.program
                 zero_time_ops = 0
                 while True:
-                    if zero_time_ops > ZERO_TIME_OP_LIMIT:
-                        self._program_ended(
-                            v,
-                            "livelock",
-                            f"{ZERO_TIME_OP_LIMIT} operations without time passing",
-                            close=True,
-                        )
-                        break
                     try:
-                        op = send(value)
+                        op = program.send(value)  # type: ignore[union-attr]
                     except StopIteration:
                         self._program_ended(v, "return", "", close=False)
                         break
@@ -735,44 +807,62 @@ class VcpuScheduler:
                             # nothing to run, or cut at once by the pending interrupt
                             value = 0 if ns <= 0 else ns
                             zero_time_ops += 1
+                            if zero_time_ops > ZERO_TIME_OP_LIMIT:
+                                self._program_ended(
+                                    v,
+                                    "livelock",
+                                    f"{ZERO_TIME_OP_LIMIT} operations without time passing",
+                                    close=True,
+                                )
+                                break
                             continue
-                        v.cuttable = cuttable
-                        v.result = 0
+                        result = 0
                         run = v.run_ns
                         op_end = run + ns
                     else:
-                        if code == _H_CEDE and nargs <= 2 and not (v.prod or v.irq):
-                            timeout = op[1] if nargs == 2 else None
-                            if timeout is None or (type(timeout) is int and timeout > 0):
-                                # halt (RUNNING -> HALTED) and give the host processor away
-                                v.state = _HALTED
-                                if self._tracing:
-                                    self._emit_state(v, _RUNNING, _HALTED)
-                                self._n_busy -= 1
-                                dirty_add(v)
-                                v.result = _H_SUCCESS
-                                v.op_end = v.run_ns
-                                if timeout is not None:
-                                    self._seq = seq = self._seq + 1
-                                    heappush(
-                                        near if timeout <= horizon else far,
-                                        (now + timeout, seq, _K_TIMEOUT, v, v.token),
-                                    )
-                                cpu = v.cpu
-                                v.cpu = -1
-                                while runqueue:
-                                    _, _, w, token = heappop(runqueue)
-                                    if w.token == token:
-                                        cpu_owner[cpu] = w
-                                        w.cpu = cpu
-                                        ready.append((w, token))
-                                        break
-                                else:
-                                    cpu_owner[cpu] = None
-                                    idle_cpus.append(cpu)
-                                break
                         if code in _SPECIAL_OPS:
-                            result = self._special_op(v, code, op)
+                            if code != _H_CEDE or nargs > 2 or v.prod or v.irq:
+                                result = self._special_op(v, code, op)
+                            else:
+                                timeout = op[1] if nargs == 2 else None
+                                if timeout is not None and (
+                                    type(timeout) is not int or timeout <= 0
+                                ):
+                                    result = self._special_op(v, code, op)
+                                else:
+                                    # halt (RUNNING -> HALTED) and give the host processor away
+                                    v.state = _HALTED
+                                    if self._tracing:
+                                        self._emit_state(v, _RUNNING, _HALTED)
+                                    self._n_busy -= 1
+                                    if not v.dirty:
+                                        v.dirty = True
+                                        dirty.append(v)
+                                    v.result = _H_SUCCESS
+                                    v.op_end = v.run_ns
+                                    if timeout is not None:
+                                        self._seq = seq = self._seq + 1
+                                        if timeout <= horizon:
+                                            heappush(
+                                                near, (now + timeout, seq, _K_TIMEOUT, v, v.token)
+                                            )
+                                        else:
+                                            self._push_far(
+                                                (now + timeout, seq, _K_TIMEOUT, v, v.token)
+                                            )
+                                    cpu = v.cpu
+                                    v.cpu = -1
+                                    while runqueue:
+                                        _, _, w, token = heappop(runqueue)
+                                        if w.token == token:
+                                            cpu_owner[cpu] = w
+                                            w.cpu = cpu
+                                            ready.append((w, token))
+                                            break
+                                    else:
+                                        cpu_owner[cpu] = None
+                                        idle_cpus.append(cpu)
+                                    break
                             if result is _GAVE_UP:
                                 break
                         elif hcall is None:
@@ -790,39 +880,34 @@ class VcpuScheduler:
                             if v.epoch != epoch:
                                 # stop-self, unplug or start-cpu happened during the call
                                 break
-                        v.cuttable = False
-                        v.result = result
+                        cuttable = False
                         run = v.run_ns
                         op_end = run + cost
-                    v.op_end = op_end
                     quantum_end = v.quantum_end
                     if op_end < quantum_end:
                         t = now + op_end - run
-                        if (
-                            not ready
-                            and t <= until
-                            and steps < max_steps
-                            and (not near or near[0][0] > t)
-                            and (not far or far[0][0] > t)
-                        ):
+                        if not ready and t <= until and steps < max_steps and near[0][0] > t:
                             # Run ahead: this slice end is the very next event, so
                             # handle it here and carry on with the program.
                             steps += 1
                             self._now = now = t
                             v.run_ns = op_end
                             v.slices += 1
-                            value = v.result
+                            value = result
                             zero_time_ops = 0
                             continue
                     else:
                         t = now + quantum_end - run
+                    v.op_end = op_end
+                    v.result = result
+                    v.cuttable = cuttable
                     v.slice_start = now
-                    held = (t, v, v.token)
+                    self._seq = seq = self._seq + 1
+                    pending = (t, seq, _K_SLICE, v, v.token)
                     break
         finally:
-            if held is not None:
-                self._seq = seq = self._seq + 1
-                heappush(near, (held[0], seq, _K_SLICE, held[1], held[2]))
+            if pending is not None:
+                heappush(near, pending)
             self._driving = False
         return steps
 
@@ -870,27 +955,34 @@ class VcpuScheduler:
     def _push_timer(self, when: int, kind: int, obj: Any, token: int) -> None:
         """Queue a timeout or timer: near-term ones share the small heap with slice ends."""
         self._seq = seq = self._seq + 1
-        heap = self._near if when - self._now <= self.near_horizon_ns else self._far
-        heapq.heappush(heap, (when, seq, kind, obj, token))
+        if when - self._now <= self.near_horizon_ns:
+            heapq.heappush(self._near, (when, seq, kind, obj, token))
+        else:
+            self._push_far((when, seq, kind, obj, token))
 
-    def _timer_event(self, entry: tuple[int, int, int, Any, int]) -> int:
-        """Handle a popped timer-heap entry; 1 if it was live, 0 if stale."""
-        t, _, kind, obj, token = entry
-        if kind == _K_TIMEOUT:
-            if obj.token != token:
-                return 0
-            self._now = t
-            self._wake(obj)
-            return 1
-        if obj.cancelled:
-            return 0
-        self._now = t
-        obj.fired = True
-        self._timer_fires += 1
-        obj.callback()
-        if self._trace is not None:
-            self._tracing = self._trace.active()
-        return 1
+    def _push_far(self, entry: tuple[int, int, int, Any, int]) -> None:
+        """Queue an entry due beyond the horizon; keep a far marker in the near heap before it."""
+        heapq.heappush(self._far, entry)
+        mark = entry[0] - self._far_lead
+        if mark < self._far_mark:
+            self._far_mark = mark
+            self._seq = seq = self._seq + 1
+            heapq.heappush(self._near, (mark, seq, _K_FAR, None, 0))
+
+    def _far_due(self, mark: int) -> None:
+        """A far marker was reached: move the far entries due within the lead to the near heap."""
+        if mark != self._far_mark:
+            return  # superseded by an earlier marker, which has done the work
+        far = self._far
+        near = self._near
+        limit = mark + self._far_lead
+        while far and far[0][0] <= limit:
+            heapq.heappush(near, heapq.heappop(far))
+        self._far_mark = _NEVER
+        if far:
+            self._far_mark = mark = far[0][0] - self._far_lead
+            self._seq = seq = self._seq + 1
+            heapq.heappush(near, (mark, seq, _K_FAR, None, 0))
 
     def _halt(self, v: _Vcpu, timeout: int | None) -> None:
         """RUNNING -> HALTED (ceded); frees the host processor."""
@@ -898,7 +990,9 @@ class VcpuScheduler:
         if self._tracing:
             self._emit_state(v, _RUNNING, _HALTED)
         self._n_busy -= 1
-        self._dirty.add(v)
+        if not v.dirty:
+            v.dirty = True
+            self._dirty.append(v)
         v.result = _H_SUCCESS
         v.op_end = v.run_ns
         v.slice_start = -1
@@ -910,33 +1004,39 @@ class VcpuScheduler:
 
     def _wake(self, v: _Vcpu) -> None:
         """HALTED -> RUNNABLE; its cede returns H_SUCCESS."""
-        v.token += 1
+        v.token = token = v.token + 1
         v.wakeups += 1
+        vruntime = v.run_ns + v.vruntime_bias
         floor = self._min_vruntime - self.quantum_ns
-        if v.run_ns + v.vruntime_bias < floor:
+        if vruntime < floor:
             v.vruntime_bias = floor - v.run_ns
+            vruntime = floor
         v.state = _RUNNABLE
         if self._tracing:
             self._emit_state(v, _HALTED, _RUNNABLE)
         self._n_busy += 1
-        self._dirty.add(v)
+        if not v.dirty:
+            v.dirty = True
+            self._dirty.append(v)
         v.since = self._now
         idle = self._idle_cpus
         if idle:
             cpu = idle.pop()
             self._cpu[cpu] = v
             v.cpu = cpu
-            self._ready.append((v, v.token))
+            self._ready.append((v, token))
         else:
             self._seq = seq = self._seq + 1
-            heapq.heappush(self._runqueue, (v.run_ns + v.vruntime_bias, seq, v, v.token))
+            heapq.heappush(self._runqueue, (vruntime, seq, v, token))
 
     def _make_runnable(self, v: _Vcpu, old: int) -> None:
         v.state = _RUNNABLE
         if self._tracing:
             self._emit_state(v, old, _RUNNABLE)
         self._n_busy += 1
-        self._dirty.add(v)
+        if not v.dirty:
+            v.dirty = True
+            self._dirty.append(v)
         v.since = self._now
         idle = self._idle_cpus
         if idle:
@@ -954,7 +1054,9 @@ class VcpuScheduler:
         v.state = _RUNNABLE
         if self._tracing:
             self._emit_state(v, _RUNNING, _RUNNABLE)
-        self._dirty.add(v)
+        if not v.dirty:
+            v.dirty = True
+            self._dirty.append(v)
         v.since = self._now
         runqueue = self._runqueue
         key = v.run_ns + v.vruntime_bias
@@ -1006,7 +1108,9 @@ class VcpuScheduler:
             self._emit_state(v, old, _STOPPED)
         if old in (_RUNNING, _RUNNABLE):
             self._n_busy -= 1
-        self._dirty.add(v)
+        if not v.dirty:
+            v.dirty = True
+            self._dirty.append(v)
         program = v.program
         v.program = None
         v.op_end = v.run_ns
