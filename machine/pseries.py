@@ -411,6 +411,7 @@ class PseriesMachine:
         """Record a QMP event and hand it to listeners (the monitor)."""
         event = QmpEvent(name, dict(data), self.sched.now)
         self.qmp_events.append(event)
+        self.trace.emit("qmp_event", name=name, data=dict(data))
         for listener in list(self.event_listeners):
             listener(event)
 
@@ -435,6 +436,7 @@ class PseriesMachine:
     def record(self, command: str, args: Mapping[str, Any]) -> None:
         """Journal a host input (every one that changes state is replayed on migration)."""
         self.journal.append(JournalEntry(self.sched.now, command, dict(args)))
+        self.trace.emit("host_command", command=command, args=dict(args))
 
     def device_add(self, args: Mapping[str, Any]) -> SpaprCpuCore:
         """QMP/HMP device_add of a core; QemuError with QEMU's text on refusal."""

@@ -127,10 +127,29 @@ def test_trace_show_prints_recorded_events() -> None:
     text = hmp.execute("trace show spapr_drc_attach")
     assert text.splitlines() and all(x.startswith("spapr_drc_attach") for x in text.splitlines())
     assert "0x10000002" in text
-    assert hmp.execute("trace") == "trace: usage: trace show [pattern]\n"
+    assert hmp.execute("trace") == (
+        "trace: usage: trace show [pattern] | trace diagram [since-ms]\n"
+    )
     assert hmp.execute("trace show no_such_event") == (
         "trace: no events matching 'no_such_event' recorded\n"
     )
+
+
+def test_trace_diagram_draws_the_host_side_of_a_hot_add() -> None:
+    hmp = monitor()
+    hmp.execute("device_add power8e_v2.1-spapr-cpu-core,id=core2,core-id=2")
+    lines = hmp.execute("trace diagram").splitlines()
+    assert lines[0].split() == ["t", "(ms)", "management", "machine", "guest"]
+    rows = [line.split(None, 1)[1] for line in lines[1:]]
+    (add,) = [i for i, row in enumerate(rows) if row.startswith("device_add ")]
+    assert set(rows[add].split()[1:-1]) == {
+        "driver=power8e_v2.1-spapr-cpu-core",
+        "id=core2",
+        "core-id=2",
+    }
+    # attach, then one arrow for the pulse of the EPOW interrupt (no CAS happened)
+    assert rows[add + 1 : add + 3] == ["(drc 0x10000002: attach)", "irq 0x1000 ──────►"]
+    assert hmp.execute("trace diagram soon") == "trace: usage: trace diagram [since-ms]\n"
 
 
 @pytest.mark.parametrize("version", sorted(CAPTURES["qtree_versions"]))

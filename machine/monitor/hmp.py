@@ -25,6 +25,7 @@ from machine.monitor.qtree import qtree_lines
 from machine.qemu_opts import OptsList, parse_qemu_opts
 from spapr.cpu_models import CPU_MODELS
 from spapr.errors import QemuError
+from spapr.trace_diagram import sequence_diagram
 
 #: Marks project commands in ``help`` so nobody mistakes them for QEMU's.
 ADDITION = "[emulator addition] "
@@ -124,8 +125,8 @@ HMP_COMMANDS: tuple[HmpCommand, ...] = tuple(
             HmpCommand(
                 "trace",
                 "cmdline:S?",
-                "show [pattern]",
-                ADDITION + "print the trace events recorded so far",
+                "show [pattern]|diagram [since-ms]",
+                ADDITION + "print the trace events so far, or a sequence diagram of them",
                 "trace",
             ),
         ),
@@ -452,8 +453,21 @@ class HmpMonitor:
 
     def cmd_trace(self, args: dict[str, Any]) -> None:
         words = args.get("cmdline", "").split()
+        if words and words[0] == "diagram" and len(words) <= 2:
+            events = self.control.machine.trace.events
+            # by default from the first host command on (the boot is rarely of interest)
+            since = next((e.t for e in events if e.name == "host_command"), 0)
+            if len(words) == 2:
+                try:
+                    since = int(float(words[1]) * 1_000_000)
+                except ValueError:
+                    self.print("trace: usage: trace diagram [since-ms]")
+                    return
+            for line in sequence_diagram(events, since_ns=since):
+                self.print(line)
+            return
         if not words or words[0] != "show" or len(words) > 2:
-            self.print("trace: usage: trace show [pattern]")
+            self.print("trace: usage: trace show [pattern] | trace diagram [since-ms]")
             return
         pattern = words[1] if len(words) == 2 else "*"
         lines = self.control.machine.trace.qemu_lines(pattern)
