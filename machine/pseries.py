@@ -673,9 +673,13 @@ class PseriesMachine:
         self.sched.stop_self(int(vcpu))
 
     def h_client_architecture_support(
-        self, vcpu_id: int, vec: int, fdt_buf: int = 0, fdt_bufsize: int = 0
+        self, vcpu_id: int, vec: int, fdt_buf: int, fdt_bufsize: int
     ) -> int:
-        """KVMPPC_H_CAS: negotiate compat mode and option vectors, reset DRCs, return the tree."""
+        """KVMPPC_H_CAS: negotiate compat mode and option vectors, reset DRCs, return the tree.
+
+        ``fdt_buf``/``fdt_bufsize`` is where the firmware wants the new tree (after a
+        4-byte update header); QEMU exits when it is too small, the model refuses.
+        """
         for other in self.iter_threads():
             if other.vcpu_id != vcpu_id and not self.sched.is_halted(other.vcpu_id):
                 return H_MULTI_THREADS_ACTIVE
@@ -709,8 +713,13 @@ class PseriesMachine:
         self.events.clear_hotplug()
         blob = to_dtb(self.device_tree(reset=False))
         header = CAS_FDT_HEADER_VERSION.to_bytes(4, "big")
-        if fdt_buf:
-            self.memory.write_clipped(fdt_buf, header + blob)
+        if len(blob) > fdt_bufsize - len(header):
+            # QEMU cannot build the tree in the guest's space and exits; the model refuses
+            self.trace.emit(
+                "guest_error", message=f"CAS buffer of {fdt_bufsize} bytes too small for the tree"
+            )
+            return HcallReturn.H_PARAMETER
+        self.memory.write_clipped(fdt_buf, header + blob)
         self.trace.emit("spapr_cas_continue", n=len(blob) + len(header))
         self.fdt_blob = blob
         return HcallReturn.H_SUCCESS

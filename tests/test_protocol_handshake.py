@@ -279,3 +279,12 @@ def test_pending_unplug_completes_at_reset_before_the_reset_event() -> None:
     machine.system_reset()
     assert [e.name for e in machine.qmp_events] == ["DEVICE_DELETED"] * 3 + ["RESET"]
     assert len(machine.events) == 0
+
+
+def test_cas_refuses_a_buffer_too_small_for_the_tree() -> None:
+    machine = make_machine(P8E)
+    ov5 = OptionVector({OV5_HP_EVT})
+    cas_vector(machine.memory, ov5, [(0xFFFFFFFF, machine.model.pvr)])
+    status = machine._hcall(0, Hcall.KVMPPC_H_CAS, (CAS_VECTOR, CAS_FDT_BUF, 64))
+    assert status == -4  # H_PARAMETER (QEMU exits here)
+    assert machine.ov5_cas.test(OV5_HP_EVT)  # negotiated before the tree was built
