@@ -82,3 +82,25 @@ def test_refusals_leave_the_machine_unchanged(config: str) -> None:
             refused += 1
             assert snapshot(machine) == before, case["case"]
     assert refused > 0
+
+
+def test_requests_that_crash_qemu_72_get_a_clear_refusal() -> None:
+    """Checked against the installed QEMU 7.2: a core-id of 2**31 segfaults it (the C int
+    wraps negative) and realized=on trips an assertion; the emulator refuses both."""
+    machine = machine_for("p8e_classic")
+    add = {"execute": "device_add", "arguments": {"driver": "power8e_v2.1-spapr-cpu-core"}}
+    wrapped = {**add, "arguments": {**add["arguments"], "core-id": 2**31}}
+    assert execute(machine, wrapped) == {
+        "error": {"class": "GenericError", "desc": "core id -2147483648 out of range"}
+    }
+    realized = {**add, "arguments": {**add["arguments"], "core-id": 2, "realized": True}}
+    assert execute(machine, realized) == {
+        "error": {
+            "class": "GenericError",
+            "desc": "Property 'power8e_v2.1-spapr-cpu-core.realized' is not writable",
+        }
+    }
+    # 2**32 + 3 wraps to core-id 3, as QEMU's int property does
+    wraps = {**add, "arguments": {**add["arguments"], "id": "w", "core-id": 2**32 + 3}}
+    assert execute(machine, wraps) == {"return": {}}
+    assert machine.query_hotpluggable_cpus()[0]["qom-path"] == "/machine/peripheral/w"
