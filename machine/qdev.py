@@ -10,78 +10,23 @@ int). This module reproduces that order and those texts and yields a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from machine.qemu_opts import id_wellformed, qdict_order, strtoi64
 from spapr.cpu_core import NODE_ID_UNSET, SpaprCpuCore, wrap_int32
 from spapr.cpu_models import ABSTRACT_CORE_TYPE, CPU_TYPE_SUFFIX, CpuModel, by_core_type
 from spapr.cpu_names import KNOWN_CPU_TYPES
 from spapr.errors import QemuError
 
-_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*\Z")
 #: Properties a spapr core accepts from device_add (cpu-core's and spapr-cpu-core's own).
 CORE_PROPERTIES = ("core-id", "nr-threads", "node-id", "pre-3.0-migration")
 #: Device properties every qdev has but device_add may not set.
 READ_ONLY_PROPERTIES = ("hotplugged", "hotpluggable", "parent_bus", "type", "realized")
 #: Keys of a device_add request that are not properties.
 _NON_PROPERTY_KEYS = ("driver", "bus", "id")
-#: QDict's fixed bucket count (QDICT_BUCKET_MAX).
-_QDICT_BUCKETS = 512
-
-
-def _tdb_hash(key: str) -> int:
-    data = key.encode()
-    value = (0x238F13AF * len(data)) & 0xFFFFFFFF
-    for i, byte in enumerate(data):
-        value = (value + (byte << (i * 5 % 24))) & 0xFFFFFFFF
-    return (1103515243 * value + 12345) & 0xFFFFFFFF
-
-
-def qdict_order(keys: list[str]) -> list[str]:
-    """The order QEMU's QDict iterates ``keys`` (inserted in the given order).
-
-    device_add options pass through QDicts, so QEMU sets a core's properties — and
-    reports the first bad one — in this order, not in the order the client sent.
-    """
-    buckets: dict[int, list[str]] = {}
-    for key in keys:
-        bucket = buckets.setdefault(_tdb_hash(key) % _QDICT_BUCKETS, [])
-        if key in bucket:
-            bucket.remove(key)
-        bucket.insert(0, key)
-    return [key for b in sorted(buckets) for key in buckets[b]]
-
-
-def id_wellformed(dev_id: str) -> bool:
-    """QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'."""
-    return bool(_ID_RE.match(dev_id))
-
-
-def parse_c_integer(text: str) -> int | None:
-    """qemu_strtoi64 with base 0: decimal, 0x hex, leading-0 octal, optional sign."""
-    s = text.strip()
-    if not s:
-        return None
-    sign = 1
-    if s[0] in "+-":
-        sign = -1 if s[0] == "-" else 1
-        s = s[1:]
-    try:
-        if s[:2].lower() == "0x":
-            value = int(s[2:], 16)
-        elif len(s) > 1 and s[0] == "0":
-            value = int(s[1:], 8)
-        else:
-            value = int(s, 10)
-    except ValueError:
-        return None
-    value *= sign
-    if not -(1 << 63) <= value < (1 << 63):
-        return None
-    return value
 
 
 def qmp_value_to_opt(value: Any) -> str | None:
@@ -176,7 +121,7 @@ def build_core(request: CoreRequest, *, smp_threads: int, hotplugged: bool) -> S
         if name == "pre-3.0-migration":
             parse_keyval_bool(name, text)
             continue
-        value = parse_c_integer(text)
+        value = strtoi64(text)
         if value is None:
             raise QemuError(f"Parameter '{name}' expects integer")
         if name == "core-id":
