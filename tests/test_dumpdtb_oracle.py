@@ -9,16 +9,13 @@ arrays are compared byte for byte, so QEMU's connector order is checked too.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 from pathlib import Path
 
 import pytest
+from test_cli_cmdline import run_cli
 
 from fdt import Node, from_dtb
-from machine.cli import main
 
 DATA = Path(__file__).parent / "data" / "dtb"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())["files"]
@@ -27,16 +24,10 @@ FAILED_CASES = sorted(k for k in MANIFEST if k.endswith(".FAILED.txt"))
 UNMODELLED = ("/pci@", "/vdevice")
 
 
-def _run(argv: list[str], cwd: Path) -> tuple[int, str]:
-    err = io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = main(argv)
-    finally:
-        os.chdir(old)
-    return rc, err.getvalue()
+def run_main(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """The CLI's exit status and stderr, run in ``cwd`` (where dumpdtb writes)."""
+    rc, _out, err = run_cli(argv, cwd)
+    return rc, err
 
 
 def _modelled(path: str) -> bool:
@@ -71,7 +62,7 @@ def tree_differences(ours: Node, theirs: Node) -> list[str]:
 @pytest.mark.parametrize("name", DTB_CASES)
 def test_dumpdtb_equals_qemu(name: str, tmp_path: Path) -> None:
     info = MANIFEST[name]
-    rc, err = _run(info["argv"][1:], tmp_path)
+    rc, err = run_main(info["argv"][1:], tmp_path)
     assert rc == info["exit_code"] == 0
     assert err == info["stderr"]
     written = tmp_path / Path(name).name
@@ -83,7 +74,7 @@ def test_dumpdtb_equals_qemu(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", FAILED_CASES)
 def test_refused_configuration_like_qemu(name: str, tmp_path: Path) -> None:
     info = MANIFEST[name]
-    rc, err = _run(info["argv"][1:], tmp_path)
+    rc, err = run_main(info["argv"][1:], tmp_path)
     assert rc == info["exit_code"] == 1
     assert err == info["stderr"]
     assert not any(tmp_path.iterdir()), "a refused configuration must not write a dtb"
@@ -92,7 +83,7 @@ def test_refused_configuration_like_qemu(name: str, tmp_path: Path) -> None:
 def test_4096_vcpus_build_and_dump_4097_refused(tmp_path: Path) -> None:
     """QEMU 7.2.22's limit: 4096 possible vCPUs (SPAPR_IRQ_NR_IPIS)."""
     base = ["-cpu", "POWER9", "-m", "1G", "-nographic", "-display", "none", "-nodefaults", "-S"]
-    rc, _err = _run(
+    rc, _err = run_main(
         ["-M", "pseries,dumpdtb=big.dtb", "-smp", "1,cores=4096,maxcpus=4096", *base], tmp_path
     )
     assert rc == 0
@@ -102,7 +93,7 @@ def test_4096_vcpus_build_and_dump_4097_refused(tmp_path: Path) -> None:
     assert indexes[0] == 4096
     assert sorted(indexes[1:]) == [0x10000000 + i for i in range(4096)]
     assert [c.name for c in cpus.children] == ["PowerPC,POWER9@0"]
-    rc, err = _run(
+    rc, err = run_main(
         ["-M", "pseries,dumpdtb=no.dtb", "-smp", "1,cores=4097,maxcpus=4097", *base], tmp_path
     )
     assert rc == 1

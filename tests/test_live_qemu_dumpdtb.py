@@ -9,18 +9,14 @@ nodes aside, see test_dumpdtb_oracle).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from test_dumpdtb_oracle import tree_differences
+from test_dumpdtb_oracle import run_main, tree_differences
 
 from fdt import from_dtb
-from machine.cli import main
 from machine.machine_types import MACHINE_TYPES
 
 QEMU = shutil.which("qemu-system-ppc64")
@@ -60,18 +56,6 @@ EXTRA = [
 ]
 
 
-def _ours(argv: list[str], cwd: Path) -> tuple[int, str]:
-    err = io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = main(argv)
-    finally:
-        os.chdir(old)
-    return rc, err.getvalue()
-
-
 def compare_with_qemu(argv: list[str], tmp_path: Path) -> None:
     qemu_dir, our_dir = tmp_path / "qemu", tmp_path / "ours"
     qemu_dir.mkdir()
@@ -80,7 +64,7 @@ def compare_with_qemu(argv: list[str], tmp_path: Path) -> None:
     real = subprocess.run(
         [QEMU, *argv], cwd=qemu_dir, capture_output=True, text=True, timeout=120, check=False
     )
-    rc, err = _ours(argv, our_dir)
+    rc, err = run_main(argv, our_dir)
     assert (rc, err) == (real.returncode, real.stderr)
     if real.returncode == 0:
         theirs = from_dtb((qemu_dir / "out.dtb").read_bytes()).root
