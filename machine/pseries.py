@@ -28,6 +28,7 @@ from machine.qom_order import drc_container_order
 from machine.sched import VcpuScheduler, VcpuState
 from rtas import GuestMemory, RtasDispatcher
 from rtas.hcalls import Hcall, HcallReturn
+from rtas.tokens import service_name
 from spapr.cas import cas_check_pvr
 from spapr.cpu_core import (
     CoreHotplugHandler,
@@ -416,8 +417,9 @@ class PseriesMachine:
             listener(event)
 
     def _trace_rtas_call(self, call: Any, hcall_status: int, rets: Sequence[int]) -> None:
-        from rtas.tokens import service_name
-
+        """Dispatcher observer: one ``rtas_call`` event per call (skipped when nobody records)."""
+        if not self.trace.active():
+            return
         self.trace.emit(
             "rtas_call",
             vcpu=call.caller,
