@@ -84,7 +84,7 @@ def _process(argv: list[str], sock: Path) -> Iterator[QEMUMonitorProtocol]:
 
 def emulator_argv(sock: Path) -> list[str]:
     """The emulator as a process (the runner's entry point)."""
-    code = "import sys; from machine.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from machine.cli.main import main; sys.exit(main(sys.argv[1:]))"
     qmp = f"unix:{sock},server=on,wait=off"
     return [sys.executable, "-c", code, *MACHINE, *COMMON, "-qmp", qmp]
 

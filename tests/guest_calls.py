@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fdt import Node, Property
-from machine.pseries import PseriesMachine
+from machine.board.pseries import PseriesMachine
 from rtas import encode_call, read_rets
 from rtas.codes import ConfigureConnector
 from rtas.hcalls import Hcall

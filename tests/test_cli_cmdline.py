@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from machine.cli import main
+from machine.cli.main import main
 
 DATA = Path(__file__).parent / "data"
 CASES = json.loads((DATA / "errors" / "cmdline.json").read_text())

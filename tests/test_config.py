@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from machine.config import (
-    MachineSetup,
-    StartupError,
-    creation_done_warnings,
-    parse_argv,
-    reset_warnings,
-    startup,
-)
-from machine.machine_types import find_machine, machine_help_text
+from machine.config.cmdline import StartupError, parse_argv
+from machine.config.machine_types import find_machine, machine_help_text
+from machine.config.startup import MachineSetup, creation_done_warnings, reset_warnings, startup
 from spapr.errors import QemuError
 
 DATA = Path(__file__).parent / "data"

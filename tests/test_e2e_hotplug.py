@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from guest import GuestTiming, LinuxGuest
-from machine.cli import build_machine
-from machine.pseries import PseriesMachine
+from machine.board.build import build_machine
+from machine.board.pseries import PseriesMachine
 from spapr.drc import DRCState
 
 S = 1_000_000_000

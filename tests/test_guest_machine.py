@@ -1,4 +1,4 @@
-"""End to end: the reference guest on the real pseries machine (machine.pseries).
+"""End to end: the reference guest on the real pseries machine (machine.board.pseries).
 
 The machine builds its tree, boots the guest's program on the boot vCPU and runs
 every thread on its scheduler; the guest drives the whole handshake through
@@ -14,8 +14,8 @@ import pytest
 
 from guest import SECONDARY_ENTRY, DrcOutcome, GuestMode, GuestTiming, LinuxGuest, Misbehavior
 
-pseries = pytest.importorskip("machine.pseries")
-cli = pytest.importorskip("machine.cli")
+pseries = pytest.importorskip("machine.board.pseries")
+cli = pytest.importorskip("machine.board.build")
 
 S = 1_000_000_000
 COMMON = "-m 1G -nographic -display none -nodefaults -S -seed 1".split()

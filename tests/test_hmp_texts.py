@@ -17,7 +17,7 @@ import re
 import pytest
 from test_qmp_harness import DATA, P8E, QMP_DATA
 
-from machine.cli import build_machine
+from machine.board.build import build_machine
 from machine.monitor.control import MachineControl
 from machine.monitor.hmp import ADDITION, HmpMonitor, crlf
 

@@ -11,6 +11,7 @@ table.
 from __future__ import annotations
 
 import ast
+import importlib
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -174,29 +175,22 @@ def upward_imports(
 
 PACKAGES = ("fdt", "rtas", "spapr", "guest", "machine", "bench")
 
-# Today's tree: machine/ is one folder with a circle among its front ends; the next
-# commit splits it into the layers above and removes this marker.
-BEFORE_THE_SPLIT = pytest.mark.xfail(strict=True, reason="machine/ not yet split into layers")
-
 
 @pytest.fixture(scope="module")
 def graph() -> dict[str, list[Import]]:
     return import_graph(ROOT, PACKAGES)
 
 
-@BEFORE_THE_SPLIT
 def test_every_module_belongs_to_a_layer(graph: dict[str, list[Import]]) -> None:
     homeless = [m for m in graph if layer_of(m) is None and m not in CONTAINERS]
     assert not homeless, f"modules in no layer: {homeless}"
 
 
-@BEFORE_THE_SPLIT
 def test_no_module_is_in_an_import_circle(graph: dict[str, list[Import]]) -> None:
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
 
 
-@BEFORE_THE_SPLIT
 def test_every_import_points_down(graph: dict[str, list[Import]]) -> None:
     assert upward_imports(graph) == []
 
@@ -206,7 +200,6 @@ def test_layer_containers_hold_no_code(graph: dict[str, list[Import]]) -> None:
         assert graph[container] == [], f"{container}/__init__.py imports {graph[container]}"
 
 
-@BEFORE_THE_SPLIT
 def test_main_modules_only_call_the_top_entry_point(graph: dict[str, list[Import]]) -> None:
     for module, entry in MAIN_ENTRY.items():
         assert [imp.target for imp in graph[module]] == [entry]
@@ -273,3 +266,19 @@ def test_checker_names_an_upward_import(tmp_path: Path) -> None:
     layers = {"a": (), "b": ("a",)}
     assert upward_imports(graph, layers) == ["a.low:1 (a) imports b.high (b)"]
     assert find_cycle(graph) is None
+
+
+def test_project_code_uses_only_absolute_imports(graph: dict[str, list[Import]]) -> None:
+    """A relative import hides which layer a module reaches into; the code spells it out."""
+    modules = project_modules(ROOT, PACKAGES)
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        relative = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level]
+        assert not relative, f"{module} uses relative imports at lines {relative}"
+
+
+@pytest.mark.parametrize("package", ["fdt", "rtas", "guest", "machine.sched"])
+def test_a_layers_public_api_exists(package: str) -> None:
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, f"{package}.__all__ names what it lacks: {missing}"

@@ -17,7 +17,7 @@ import pytest
 from test_dumpdtb_oracle import run_main, tree_differences
 
 from fdt import from_dtb
-from machine.machine_types import MACHINE_TYPES
+from machine.config.machine_types import MACHINE_TYPES
 
 QEMU = shutil.which("qemu-system-ppc64")
 pytestmark = [

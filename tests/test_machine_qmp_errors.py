@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from machine.cli import build_machine
-from machine.pseries import PseriesMachine
+from machine.board.build import build_machine
+from machine.board.pseries import PseriesMachine
 from spapr.errors import QemuError
 
 DATA = Path(__file__).parent / "data"

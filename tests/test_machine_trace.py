@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from machine.cli import build_machine
+from machine.board.build import build_machine
 from spapr.errors import QemuError
 
 DATA = Path(__file__).parent / "data" / "trace"

@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 import pytest
 
 from guest import DrcOutcome
-from machine import migration as mig
-from machine.cli import build_machine
-from machine.pseries import PseriesMachine
+from machine.board.build import build_machine
+from machine.board.pseries import PseriesMachine
+from machine.migration import replay as mig
+from machine.migration import vmstate
 from machine.sched import VcpuState
 from rtas.errlog import decode_event_log
 from spapr.drc import DRCState
@@ -190,7 +191,7 @@ def test_hot_add_migrated_after_each_rtas_call(k: int, tmp_path: Path) -> None:
     assert [c.fields["name"] for c in before] == [c.fields["name"] for c in ADD.calls[: k + 1]]
 
     target, stream = migrate(source, tmp_path, DEV_CORE1)
-    assert mig.state_sections(target) == stream.sections
+    assert vmstate.state_sections(target) == stream.sections
     assert target.sched.now == source.sched.now
     settle(target)
     after = rtas_calls(target)
@@ -253,7 +254,7 @@ def test_hot_remove_migrated_after_each_rtas_call(k: int, tmp_path: Path) -> Non
     # The core leaves the source with the releasing call; until then the target needs it.
     devices = [] if k >= RELEASE else DEV_CORE1
     target, stream = migrate(source, tmp_path, devices)
-    assert mig.state_sections(target) == stream.sections
+    assert vmstate.state_sections(target) == stream.sections
     pending = [s for s in stream.sections["spapr_drc"] if s["instance_id"] == X1]
     if k < RELEASE:
         assert pending[0]["spapr_drc/unplug_requested"] == {"unplug_requested": True}
@@ -363,7 +364,7 @@ def test_timers_of_a_default_guest_replay_too(tmp_path: Path) -> None:
     source.sched.run_for(6_500)
     assert 0 < len(rtas_calls(source)) - mark < len(ADD.calls)
     target, stream = migrate(source, tmp_path, DEV_CORE1, base)
-    assert mig.state_sections(target) == stream.sections
+    assert vmstate.state_sections(target) == stream.sections
     target.sched.run_for(30 * S)  # rtasd scans every 30 s once each CPU had its first scan
     assert sorted(target.guest.online_cpus()) == [0, 1]
     assert any(c.fields["name"] == "event-scan" for c in rtas_calls(target))
@@ -399,7 +400,7 @@ def test_device_add_while_inmigrate_counts_as_a_command_line_core(tmp_path: Path
     assert target.query_hotpluggable_cpus() == hotpluggable_after_add
 
     resumed = mig.resume(mig.load_stream(path), target, io.StringIO())
-    assert mig.state_sections(resumed) == mig.state_sections(source)
+    assert vmstate.state_sections(resumed) == vmstate.state_sections(source)
     assert sorted(resumed.guest.online_cpus()) == [0, 1, 2]
     assert resumed.setup.config.incoming == "defer"
 
@@ -609,7 +610,7 @@ def test_target_migrates_again(tmp_path: Path) -> None:
     middle.sched.run_for(20_000)  # into the handshake: the guest has started answering
     devices = [*DEV_CORE1, "-device", f"{CORE},id=core2,core-id=2"]
     last, stream = migrate(middle, second_dir, devices)
-    assert mig.state_sections(last) == stream.sections == mig.state_sections(middle)
+    assert vmstate.state_sections(last) == stream.sections == vmstate.state_sections(middle)
     settle(last)
     assert sorted(last.guest.hwids()[c] for c in last.guest.online_cpus()) == [0, 1, 2]
     assert [e.command for e in last.journal] == [
@@ -648,11 +649,11 @@ def test_replay_does_not_depend_on_how_the_source_split_its_run(tmp_path: Path) 
         for when in [*steps, end]:
             if when >= source.sched.now:
                 source.sched.run_until(when)
-        results.append(mig.state_sections(source))
+        results.append(vmstate.state_sections(source))
         directory = tmp_path / str(len(results))
         directory.mkdir()
         target, stream = migrate(source, directory, DEV_CORE1)
-        assert mig.state_sections(target) == stream.sections
+        assert vmstate.state_sections(target) == stream.sections
     assert results[0] == results[1] == results[2]
 
 

@@ -16,9 +16,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from machine import migration as mig
-from machine.cli import build_machine
-from machine.pseries import PseriesMachine
+from machine.board.build import build_machine
+from machine.board.pseries import PseriesMachine
+from machine.migration import replay as mig
+from machine.migration import vmstate
 
 S = 1_000_000_000
 CORE = "power8e_v2.1-spapr-cpu-core"
@@ -72,8 +73,8 @@ def test_split_runs_reach_the_same_state_and_replay(
     end = times[-1] + tail
     whole = run(times, end, 1 << 62, [1 << 62])
     split = run(times, end, boot_step, steps)
-    assert mig.state_sections(split) == mig.state_sections(whole)
+    assert vmstate.state_sections(split) == vmstate.state_sections(whole)
     stream = mig.capture(split)
     replayed = mig.replay(stream, stream.argv)
-    mig.verify(stream, replayed)
+    vmstate.verify(stream, replayed)
     assert replayed.sched.now == split.sched.now

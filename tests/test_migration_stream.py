@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from machine.migration_stream import FORMAT, VERSION, MigrationStream
-from machine.pseries import JournalEntry
+from machine.board.pseries import JournalEntry
+from machine.migration.stream import FORMAT, VERSION, MigrationStream
 from spapr.errors import QemuError
 
 

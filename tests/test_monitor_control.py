@@ -18,10 +18,10 @@ import pytest
 from test_qmp_harness import P8E
 
 from guest import LinuxGuest
-from machine.cli import build_machine
+from machine.board.build import build_machine
 from machine.monitor.control import MachineControl, event_message
 from machine.monitor.hmp import HmpMonitor
-from machine.monitor.migration import Migration, MigrationStatus
+from machine.monitor.migrate_commands import Migration, MigrationStatus
 from machine.monitor.runstate import TRANSITIONS, InvalidTransition, RunState, RunStateMachine
 from spapr.errors import QemuError
 

@@ -15,7 +15,7 @@ import json
 import pytest
 from test_qmp_harness import P8E, QMP_DATA
 
-from machine.cli import build_machine
+from machine.board.build import build_machine
 from machine.monitor.control import MachineControl
 from machine.monitor.qom_props import QomView
 from rtas.codes import AllocationState, IsolationState

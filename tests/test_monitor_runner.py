@@ -2,7 +2,7 @@
 
 Piped sessions are scripted: each line is echoed after ``(qemu) `` and the machine
 settles after each command, so the transcript is deterministic. Two tests start
-the emulator as a real process (``python -m machine.runner``-style entry) and talk
+the emulator as a real process (``python -m machine.cli.runner``-style entry) and talk
 to it through qemu.qmp's asynchronous client and through qmp-shell.
 """
 
@@ -22,9 +22,9 @@ import pytest
 from qemu.qmp import ConnectError, EventListener, QMPClient
 from test_qmp_harness import P8E
 
-from machine import cli
-from machine.cli import build_machine
-from machine.runner import (
+from machine.board.build import build_machine
+from machine.cli import main as cli
+from machine.cli.runner import (
     RunnerOptions,
     available_scenarios,
     load_scenario,
@@ -165,7 +165,7 @@ def test_scenario_from_a_file_with_extra_arguments(
 
 def spawn(args: list[str], **kw: object) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    code = "import sys; from machine.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from machine.cli.main import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, **kw)  # type: ignore[call-overload]
 
 

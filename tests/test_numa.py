@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from machine.config import StartupError, parse_argv, startup
-from machine.numa import (
+from machine.config.cmdline import StartupError, parse_argv
+from machine.config.numa import (
     MemoryBackend,
     NumaCpuOption,
     NumaDistOption,
@@ -21,7 +21,8 @@ from machine.numa import (
     parse_memory_backend,
     read_numa_option,
 )
-from machine.qemu_opts import OptsList, QemuWarning, parse_qemu_opts
+from machine.config.qemu_opts import OptsList, QemuWarning, parse_qemu_opts
+from machine.config.startup import startup
 from spapr.errors import QemuError
 
 DATA = Path(__file__).parent / "data"

@@ -18,8 +18,8 @@ import pytest
 from guest_calls import CAS_FDT_BUF, CAS_VECTOR, ScriptedGuest
 
 from fdt import from_dtb
-from machine.cli import build_machine
-from machine.pseries import PseriesMachine
+from machine.board.build import build_machine
+from machine.board.pseries import PseriesMachine
 from rtas import decode_event_log
 from rtas.codes import ConfigureConnector, EventMask
 from rtas.errlog import HotplugAction, HotplugResource

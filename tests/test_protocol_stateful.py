@@ -22,7 +22,7 @@ from guest_calls import ScriptedGuest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from machine.cli import build_machine
+from machine.board.build import build_machine
 from rtas import decode_event_log
 from rtas.hcalls import EXECUTE, Hcall, HcallReturn
 from rtas.tokens import RTAS_SERVICE_NAMES, RtasToken

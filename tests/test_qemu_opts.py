@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from machine.qemu_opts import (
+from machine.config.qemu_opts import (
     OptsList,
     OptsStore,
     OptType,

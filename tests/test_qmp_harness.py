@@ -23,11 +23,11 @@ import pytest
 from qemu.qmp import ConnectError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from machine.cli import build_machine
+from machine.board.build import build_machine
+from machine.cli.runner import _pace
 from machine.monitor.control import MachineControl
 from machine.monitor.qmp_commands import QmpCommands
 from machine.monitor.qmp_server import QmpEndpoint, QmpServer
-from machine.runner import _pace
 
 DATA = Path(__file__).parent / "data"
 QMP_DATA = DATA / "qmp"

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_qmp_harness import P8E, QMP_DATA
 
-from machine.cli import build_machine
+from machine.board.build import build_machine
 from machine.monitor.control import MachineControl
 from machine.monitor.qmp_commands import QmpCommands
 from machine.monitor.qmp_json import to_json

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from machine.qom_order import (
+from machine.config.ghash import (
     HASH_TABLE_MIN_SHIFT,
     GHashTableModel,
     drc_container_order,

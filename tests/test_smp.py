@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from machine.machine_types import find_machine
-from machine.qemu_opts import QemuWarning, parse_keyval
-from machine.smp import (
+from machine.config.machine_types import find_machine
+from machine.config.qemu_opts import QemuWarning, parse_keyval
+from machine.config.smp import (
     ZERO_VALUE_WARNING,
     SmpRequest,
     SmpTopology,

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from machine.config import StartupError, parse_argv, startup
-from machine.machine_types import find_machine
-from machine.topology import Topology, cpu_drc_index, default_vsmt
+from machine.config.cmdline import StartupError, parse_argv
+from machine.config.machine_types import find_machine
+from machine.config.startup import startup
+from machine.config.topology import Topology, cpu_drc_index, default_vsmt
 
 DATA = Path(__file__).parent / "data"
 TOPO = DATA / "topology"

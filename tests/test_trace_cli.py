@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from machine.cli import main
+from machine.cli.main import main
 
 SCENARIO = """\
 -M pseries -cpu POWER9 -smp 2,cores=4,threads=1,maxcpus=4 -m 1G -nodefaults -seed 7 -guest linux

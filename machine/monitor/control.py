@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from machine.config import reset_warnings
-from machine.monitor.migration import (
+from machine.board.pseries import PseriesMachine, QmpEvent
+from machine.config.startup import reset_warnings
+from machine.monitor.migrate_commands import (
     Migration,
     MigrationBackend,
     MigrationStatus,
@@ -25,7 +26,6 @@ from machine.monitor.migration import (
 )
 from machine.monitor.qom_props import Kind, QomView
 from machine.monitor.runstate import RunState, RunStateMachine
-from machine.pseries import PseriesMachine, QmpEvent
 from machine.sched import VcpuState
 from spapr.errors import QemuError
 
@@ -80,7 +80,7 @@ class FileMigration:
         self.control = control
 
     def start_outgoing(self, migration: Migration, uri: str) -> None:
-        from machine.migration import file_uri_path, save
+        from machine.migration.replay import file_uri_path, save
 
         if not uri.startswith("file:"):
             UnsupportedMigration().start_outgoing(migration, uri)
@@ -97,7 +97,7 @@ class FileMigration:
         control.enter_postmigrate()
 
     def start_incoming(self, migration: Migration, uri: str) -> None:
-        from machine.migration import file_uri_path, load_stream, resume
+        from machine.migration.replay import file_uri_path, load_stream, resume
 
         if not uri.startswith("file:"):
             UnsupportedMigration().start_incoming(migration, uri)

@@ -20,9 +20,9 @@ from typing import Any
 
 import attrs
 
+from machine.config.qemu_opts import OptsList, parse_qemu_opts
 from machine.monitor.control import PACKAGE, QEMU_VERSION, MachineControl
 from machine.monitor.qtree import qtree_lines
-from machine.qemu_opts import OptsList, parse_qemu_opts
 from spapr.cpu_models import CPU_MODELS
 from spapr.errors import QemuError
 from spapr.trace_diagram import sequence_diagram

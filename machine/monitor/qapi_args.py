@@ -16,8 +16,8 @@ from typing import Any
 
 import attrs
 
+from machine.config.ghash import GHashTableModel
 from machine.monitor.qmp_json import INT64_MAX, INT64_MIN, qdict_keys
-from machine.qom_order import GHashTableModel
 from spapr.errors import QemuError
 
 

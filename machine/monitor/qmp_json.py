@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from machine.qemu_opts import qdict_bucket
+from machine.config.qemu_opts import qdict_bucket
 
 #: QEMU's own limits (json-streamer.c); the byte bound is configurable per stream.
 QEMU_MAX_TOKEN_SIZE = 64 << 20

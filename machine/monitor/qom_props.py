@@ -10,7 +10,7 @@ memory regions, the PCI host bridge's insides, the XIVE controller's sources);
 ``qom-list`` order is QEMU's: an object's instance properties live in a GLib hash
 table filled in the order the source adds them (``machine_initfn``,
 ``spapr_instance_init``, board init, ...), class properties in one table per class;
-the answer is the iteration order reversed (machine/qom_order.py). The insertion
+the answer is the iteration order reversed (machine/config/ghash.py). The insertion
 sequences below were derived from QEMU 7.2's source and checked against the
 recorded answers (tests/test_qom_order.py derives the same sequences). Objects
 whose children come and go (containers, DR connectors' ``device`` link) keep a
@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from fdt import Node as FdtNode
-from machine.qom import QomObject
-from machine.qom_order import GHashTableModel, qom_list_order
+from machine.board.qom import QomObject
+from machine.config.ghash import GHashTableModel, qom_list_order
 from spapr.cpu_core import SpaprCpuCore, VcpuThread
 from spapr.cpu_models import IsaLevel
 from spapr.drc import DRC, DrcType
 from spapr.errors import QemuError
 
 if TYPE_CHECKING:
-    from machine.pseries import PseriesMachine
+    from machine.board.pseries import PseriesMachine
 
 # ---------------------------------------------------------------- class tables
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from machine.pseries import PseriesMachine
+from machine.board.pseries import PseriesMachine
 
 #: SPAPR_XIRQ_BASE: external IRQ numbers start here.
 SPAPR_XIRQ_BASE = 0x1000

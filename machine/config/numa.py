@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
-from machine.qemu_opts import (
+from machine.config.qemu_opts import (
     QemuOpts,
     QemuWarning,
     SizeError,
@@ -226,7 +226,7 @@ _HEX = "0123456789abcdefABCDEF"
 
 def _parse_int64(text: str) -> int | None:
     """``strtoll(text, &end, 0)`` consuming the whole string, in range, or None."""
-    from machine.qemu_opts import strtoi64
+    from machine.config.qemu_opts import strtoi64
 
     return strtoi64(text) if text else None
 

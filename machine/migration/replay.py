@@ -22,7 +22,7 @@ would not reproduce.) Without ``-seed`` the guest's ``/chosen/rng-seed`` is the 
 thing a replay draws afresh.
 
 The stream also carries the hotplug state as QEMU's vmstate names it
-(:func:`state_sections`): ``spapr_drc`` (instance id = DRC index; sent for DRCs
+(``vmstate.state_sections``): ``spapr_drc`` (instance id = DRC index; sent for DRCs
 with a device whose state is not the ready state or with ``unplug_requested``,
 plus the ``unplug_requested`` subsection), ``spapr_drc/physical``,
 ``spapr_pending_events`` (summary, extended length, extended log in hex),
@@ -72,30 +72,20 @@ node and gives the DRC back (UNUSABLE), and QEMU keeps the core plugged but unus
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 import attrs
 
 from guest import LinuxGuest
-from machine.cli import cmdline_device_props, trace_recorder
-from machine.config import (
-    FLAG_OPTIONS,
-    PROG,
-    MachineConfig,
-    creation_done_warnings,
-    parse_argv,
-    startup,
-)
-from machine.guest_loader import parse_guest_option
-from machine.migration_stream import FORMAT, VERSION, MigrationStream, journal_json
-from machine.pseries import JournalEntry, PseriesMachine
-from machine.qemu_opts import QemuWarning
-from spapr.cpu_core import SpaprCpuCore
+from machine.board.build import create_machine, print_warnings
+from machine.board.guest_loader import parse_guest_option
+from machine.board.pseries import JournalEntry, PseriesMachine
+from machine.board.trace_sinks import trace_recorder
+from machine.config.cmdline import FLAG_OPTIONS, MachineConfig, parse_argv
+from machine.migration.stream import FORMAT, VERSION, MigrationStream
+from machine.migration.vmstate import core_record, state_sections, verify
 from spapr.errors import QemuError
-from spapr.ovec import OV5_DRCONF_MEMORY, OV5_DRMEM_V2, OV5_FORM1_AFFINITY
 from spapr.trace import TraceEvent, TraceRecorder
 
 __all__ = [
@@ -107,9 +97,7 @@ __all__ = [
     "capture",
     "check_command_line",
     "check_cores",
-    "core_record",
     "file_uri_path",
-    "guest_summary",
     "incoming_machine",
     "load_stream",
     "replay",
@@ -117,8 +105,6 @@ __all__ = [
     "resume",
     "runstate_after_incoming",
     "save",
-    "state_sections",
-    "verify",
 ]
 
 #: Journal command the target records when it resumes (replays re-apply QEMU's losses).
@@ -132,8 +118,6 @@ TARGET_OPTIONS = frozenset(
 SOURCE_OPTIONS = frozenset({"guest"})
 #: Spellings of one option.
 _OPTION_ALIASES = {"machine": "M"}
-#: OV5 bits whose negotiation QEMU does not migrate when they are all a machine offers.
-_OV5_CAS_UNNEEDED = frozenset({OV5_FORM1_AFFINITY, OV5_DRCONF_MEMORY, OV5_DRMEM_V2})
 #: Journal commands a replay understands.
 _REPLAYED = frozenset({"device_add", "device_del", "system_reset", INCOMING_ENTRY})
 
@@ -180,139 +164,6 @@ def runstate_after_incoming(stream: MigrationStream, autostart: bool) -> str:
     if stream.runstate == "running":
         return "running" if autostart else "paused"
     return stream.runstate
-
-
-# --------------------------------------------------------------------------
-# The vmstate view
-# --------------------------------------------------------------------------
-
-
-def _sha256(items: Iterable[Any]) -> str:
-    digest = hashlib.sha256()
-    for item in items:
-        digest.update(json.dumps(item, separators=(",", ":")).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _ov5_cas_needed(machine: PseriesMachine) -> bool:
-    """QEMU's spapr_ov5_cas_needed: the machine offers more than the pre-2.8 options."""
-    return not machine.ov5.bits <= _OV5_CAS_UNNEEDED
-
-
-def core_record(core: SpaprCpuCore) -> dict[str, Any]:
-    """One core as the ``cores`` section lists it."""
-    return {
-        "id": core.dev_id,
-        "type": core.type_name,
-        "core_id": core.core_id,
-        "nr_threads": core.nr_threads,
-        "node_id": core.node_id,
-        "qom_path": core.qom_path,
-        "hotplugged": core.hotplugged,
-        "vcpus": [t.vcpu_id for t in core.threads],
-    }
-
-
-def _node_json(node: Any) -> dict[str, Any]:
-    return {
-        "name": node.name,
-        "properties": [[p.name, p.value.hex()] for p in node.properties],
-        "children": [_node_json(child) for child in node.children],
-    }
-
-
-def guest_summary(guest: LinuxGuest | None) -> dict[str, Any] | None:
-    """The guest as the ``guest`` section shows it (None when there is no guest)."""
-    if guest is None:
-        return None
-    try:
-        kernel = guest.kernel
-    except RuntimeError:
-        return {"booted": False}
-    cpus_node = guest.tree.find("/cpus")
-    return {
-        "booted": guest.booted,
-        "powered_off": guest.powered_off,
-        "cpus": [
-            {"logical": c.logical, "hwid": c.hwid, "online": c.online, "node": c.node}
-            for c in guest.cpus()
-        ],
-        "online": guest.online_cpus(),
-        "cpus_children": [] if cpus_node is None else [_node_json(n) for n in cpus_node.children],
-        "drc_actions": [
-            {
-                "index": index,
-                "time_ns": a.time_ns,
-                "action": a.action,
-                "outcome": a.outcome.value,
-                "rc": a.rc,
-                "detail": a.detail,
-            }
-            for index, a in sorted(kernel.drc_actions.items())
-        ],
-        "rtas_calls": len(guest.rtas_trace),
-        "rtas_digest": _sha256(
-            [r.time_ns, r.hwid, r.service, r.token, list(r.args), list(r.rets), r.hcall_status]
-            for r in guest.rtas_trace
-        ),
-        "log_digest": _sha256(guest.dmesg()),
-    }
-
-
-def state_sections(machine: PseriesMachine) -> dict[str, Any]:
-    """The machine's hotplug state as vmstate sections (what the stream carries and checks)."""
-    drcs = sorted(machine.drcs, key=lambda d: d.index)
-    drc_sections = []
-    for drc in drcs:
-        section = drc.vmstate()
-        if section is None:
-            continue
-        record: dict[str, Any] = {"instance_id": section.index, "state": section.state}
-        if section.unplug_requested is not None:
-            record["spapr_drc/unplug_requested"] = {"unplug_requested": section.unplug_requested}
-        drc_sections.append(record)
-    physical = [
-        {"instance_id": p.index, "dr_indicator": p.dr_indicator}
-        for p in (d.physical_vmstate() for d in drcs)
-        if p is not None
-    ]
-    sections: dict[str, Any] = {"spapr_drc": drc_sections, "spapr_drc/physical": physical}
-    if len(machine.events):
-        sections["spapr_pending_events"] = [
-            {
-                "summary": e.summary,
-                "extended_length": len(e.extended),
-                "extended_log": e.extended.hex(),
-            }
-            for e in machine.events
-        ]
-    if _ov5_cas_needed(machine):
-        sections["spapr_option_vector_ov5_cas"] = {"ov5_cas": machine.ov5_cas.to_bytes().hex()}
-    sched = machine.sched
-    sections["cpu"] = [
-        {
-            "instance_id": t.cpu_index,
-            "vcpu_id": t.vcpu_id,
-            "compat_pvr": t.compat_pvr,
-            "halted": sched.is_halted(t.vcpu_id),
-            "run_state": sched.state(t.vcpu_id).name,
-        }
-        for t in sorted(machine.iter_threads(), key=lambda t: t.cpu_index)
-    ]
-    sections["xics"] = machine.xics.vmstate()
-    sections["spapr"] = {
-        "compat_pvr": machine.compat_pvr,
-        "hp_evt_negotiated": machine.events.hp_evt_negotiated,
-        "radix_guest": machine.radix_guest,
-        "htab_shift": machine.htab_shift,
-        "rtc_offset_ns": machine.rtc_offset_ns,
-    }
-    sections["cores"] = [core_record(core) for core in machine.cores]
-    sections["guest"] = guest_summary(machine.guest)
-    # One JSON round trip: what is compared is what a file holds.
-    normalized: dict[str, Any] = json.loads(json.dumps(sections))
-    return normalized
 
 
 # --------------------------------------------------------------------------
@@ -400,11 +251,6 @@ def load_stream(path: str) -> MigrationStream:
     return MigrationStream.from_json(text, origin=f"'{path}'")
 
 
-def _print_warnings(warnings: Sequence[QemuWarning], err: TextIO) -> None:
-    for warning in warnings:
-        print(warning.report(PROG), file=err)
-
-
 def incoming_machine(stream_path: str, target_argv: Sequence[str], err: TextIO) -> PseriesMachine:
     """``-incoming file:PATH``: start the target from its command line, then resume the stream.
 
@@ -431,13 +277,8 @@ def incoming_machine_and_stream(
 
 def _cold_target(config: MachineConfig, err: TextIO) -> PseriesMachine:
     """The target as QEMU creates it before loading: -device cores cold-plugged, reset."""
-    setup = startup(config)
-    _print_warnings(setup.warnings, err)
-    machine = PseriesMachine(setup, trace=TraceRecorder(keep=False))
-    for spec in config.devices:
-        machine.add_cmdline_device(cmdline_device_props(spec), spec.location)
-    _print_warnings(creation_done_warnings(setup), err)
-    _print_warnings(machine.reset(), err)
+    machine = create_machine(config, lambda: TraceRecorder(keep=False), err, with_guest=False)
+    print_warnings(machine.reset(), err)
     machine.runstate = "inmigrate"
     return machine
 
@@ -600,14 +441,7 @@ def check_cores(source: object, target: Sequence[Mapping[str, Any]]) -> None:
 def replay(stream: MigrationStream, argv: Sequence[str]) -> PseriesMachine:
     """Rebuild the source from ``argv`` and replay the journal up to the migration time."""
     try:
-        config = parse_argv(list(argv))
-        setup = startup(config)
-        guest = parse_guest_option(config.guest).create()
-        machine = PseriesMachine(setup, trace=TraceRecorder())
-        if guest is not None:
-            machine.load_guest(guest)
-        for spec in config.devices:
-            machine.add_cmdline_device(cmdline_device_props(spec), spec.location)
+        machine = create_machine(parse_argv(list(argv)), TraceRecorder, None)
     except QemuError as exc:
         raise QemuError(
             f"migration: the source's command line cannot be rebuilt: {exc.message}"
@@ -662,50 +496,6 @@ def _incoming(machine: PseriesMachine, args: Mapping[str, Any] | None = None) ->
             continue
         drc.drop_fragment()
     machine.events.plids.next_plid = 0
-
-
-def _first_difference(expected: Any, actual: Any, path: str) -> tuple[str, Any, Any] | None:
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        for key in [*expected, *(k for k in actual if k not in expected)]:
-            if key not in expected or key not in actual:
-                return (
-                    f"{path}[{key!r}]",
-                    expected.get(key, "<absent>"),
-                    actual.get(key, "<absent>"),
-                )
-            found = _first_difference(expected[key], actual[key], f"{path}[{key!r}]")
-            if found is not None:
-                return found
-        return None
-    if isinstance(expected, list) and isinstance(actual, list):
-        for i, (a, b) in enumerate(zip(expected, actual)):
-            found = _first_difference(a, b, f"{path}[{i}]")
-            if found is not None:
-                return found
-        if len(expected) != len(actual):
-            return f"len({path})", len(expected), len(actual)
-        return None
-    if expected != actual or type(expected) is not type(actual):
-        return path, expected, actual
-    return None
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 100 else text[:97] + "..."
-
-
-def verify(stream: MigrationStream, machine: PseriesMachine) -> None:
-    """Refuse a rebuilt machine whose journal or state sections differ from the stream's."""
-    if journal_json(machine.journal) != journal_json(stream.journal):
-        raise QemuError("migration: the replayed journal differs from the source's")
-    found = _first_difference(stream.sections, state_sections(machine), "sections")
-    if found is not None:
-        where, ours, theirs = found
-        raise QemuError(
-            f"migration: the machine rebuilt from the stream differs from the source at "
-            f"{where}: source {_short(ours)}, rebuilt {_short(theirs)}"
-        )
 
 
 def _attach_trace_sinks(machine: PseriesMachine, err: TextIO) -> None:

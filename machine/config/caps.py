@@ -18,8 +18,8 @@ from types import MappingProxyType
 
 import attrs
 
-from machine.machine_types import MachineType
-from machine.qemu_opts import (
+from machine.config.machine_types import MachineType
+from machine.config.qemu_opts import (
     QemuWarning,
     SizeError,
     ctz64,

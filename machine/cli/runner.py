@@ -28,13 +28,13 @@ from typing import TextIO
 
 import attrs
 
-from machine.config import PROG
+from machine.board.pseries import PseriesMachine, QmpEvent
+from machine.config.cmdline import PROG
 from machine.monitor.control import MachineControl
 from machine.monitor.hmp import HmpMonitor
 from machine.monitor.hmp_stdio import PROMPT, StdioMonitor, banner
 from machine.monitor.qmp_commands import QmpCommands
 from machine.monitor.qmp_server import QmpEndpoint, QmpServer, parse_qmp_endpoint
-from machine.pseries import PseriesMachine, QmpEvent
 from spapr.errors import QemuError
 
 #: Where named scenarios live (package data).

@@ -35,9 +35,9 @@ from collections.abc import Sequence
 
 import attrs
 
-from machine.caps import KvmHostCaps
-from machine.machine_types import MachineType
-from machine.qemu_opts import QemuOpts, QemuWarning, is_power_of_2
+from machine.config.caps import KvmHostCaps
+from machine.config.machine_types import MachineType
+from machine.config.qemu_opts import QemuOpts, QemuWarning, is_power_of_2
 from spapr.cpu_models import (
     CORE_TYPE_SUFFIX,
     CPU_MODELS,

@@ -22,6 +22,16 @@ from spapr.errors import QemuError
 
 MIB = 1 << 20
 GIB = 1 << 30
+TIB = 1 << 40
+#: SLOF needs at least this much Real Mode Area.
+MIN_RMA_SLOF = 128 * MIB
+#: LMB size (``SPAPR_MEMORY_BLOCK_SIZE``): RAM and NUMA node sizes must be multiples
+#: of it (dr_lmb_enabled), and ibm,lrdr-capacity quotes it.
+SPAPR_MEMORY_BLOCK_SIZE = 256 * MIB
+SPAPR_MAX_RAM_SLOTS = 32
+#: KVM_USER_MEM_SLOTS on Book3S: QEMU allows half of them for hotplugged DIMMs.
+KVM_MEMSLOTS = 512
+RAM_ALIGN = 8192
 
 #: Maximum vCPUs of every pseries version in the modeled QEMU (7.2.11+).
 SPAPR_MAX_CPUS = 0x1000

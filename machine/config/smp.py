@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 import attrs
 
-from machine.machine_types import MachineType
-from machine.qemu_opts import KeyvalValue, QemuWarning, ghash_order, invalid_value, strtoi64
+from machine.config.machine_types import MachineType
+from machine.config.qemu_opts import KeyvalValue, QemuWarning, ghash_order, invalid_value, strtoi64
 from spapr.errors import QemuError
 
 #: SMPConfiguration members in QAPI declaration order (the visit order).
@@ -86,7 +86,7 @@ def read_smp_keys(values: Mapping[str, KeyvalValue], *, prefix: str = "smp") -> 
 
 
 def _qdict_keys(values: Mapping[str, KeyvalValue]) -> list[str]:
-    from machine.qemu_opts import qdict_order
+    from machine.config.qemu_opts import qdict_order
 
     return qdict_order(values.keys())
 

@@ -18,13 +18,13 @@ from typing import Any
 import attrs
 
 from fdt import DeviceTree, Node, to_dtb
-from machine.config import MachineSetup, reset_warnings
-from machine.device_tree import DeviceTreeConfig, DeviceTreeState, build_device_tree
-from machine.guest_random import GuestRandom
-from machine.qdev import build_core, parse_device_add
-from machine.qemu_opts import QemuWarning
-from machine.qom import QomObject, QomTree
-from machine.qom_order import drc_container_order
+from machine.board.device_tree import DeviceTreeConfig, DeviceTreeState, build_device_tree
+from machine.board.guest_random import GuestRandom
+from machine.board.qdev import build_core, parse_device_add
+from machine.board.qom import QomObject, QomTree
+from machine.config.ghash import drc_container_order
+from machine.config.qemu_opts import QemuWarning
+from machine.config.startup import MachineSetup, reset_warnings
 from machine.sched import VcpuScheduler, VcpuState
 from rtas import GuestMemory, RtasDispatcher
 from rtas.hcalls import Hcall, HcallReturn

@@ -1,52 +1,32 @@
-"""The command line and machine start-up, in QEMU 7.2's order and with its texts.
+"""Machine start-up in QEMU 7.2's order and with its texts: a MachineConfig becomes a MachineSetup.
 
-``parse_argv`` reads a qemu-system-ppc64 command line (without the program name)
-the way QEMU's option loop does: each option's syntax is checked when it is met,
-in order, and errors name the option (``-numa node,foo=1: Invalid parameter
-'foo'``). ``startup`` then performs what ``qemu_init`` does before devices are
-created: select the machine version, set the ``-machine``/``-smp``/``-m`` properties
-(in QDict order), configure the accelerator, resolve ``-cpu``, interpret ``-numa``,
-and run the pseries board checks (RMA, VSMT, threads, interrupt controller, node
-memory, CPU counts, boot cores). The lead's code then cold-plugs ``-device``
-options, calls ``creation_done_warnings`` and, at every machine reset,
-``reset_warnings`` (cap checks; their errors are fatal at the first reset).
-
-Project options (not QEMU's): ``-trace-json FILE``, ``-host-cpu MODEL`` (the
-modeled KVM host, see ``accel``), ``-legacy-core-names`` (accept QEMU 2.7-era core
-type names such as ``POWER8E-spapr-cpu-core``), ``-guest KIND`` (the reference guest,
-see ``guest_loader``). The runner's ``-scenario`` and ``-allow-remote-qmp`` are
-taken out before this parser sees the command line (``machine.runner``).
-
-Legacy spellings: under the modeled KVM, ``-cpu host,compat=power7`` and ``-global
-driver=host-powerpc64-cpu,property=compat,value=power7`` (the CPU property removed
-in QEMU 6.0) become ``-machine max-cpu-compat=power7`` with a warning; an explicit
-``-machine max-cpu-compat`` wins over them. ``compat`` on other CPU types fails as
-in QEMU 7.2 ("can't apply global ..."). ``-global`` of classes outside the model
-(not a CPU, spapr core or pseries machine type) is refused at once.
+``startup`` performs what ``qemu_init`` does before devices are created: select the
+machine version, set the ``-machine``/``-smp``/``-m`` properties (in QDict order),
+configure the accelerator, resolve ``-cpu``, interpret ``-numa``, and run the
+pseries board checks (RMA, VSMT, threads, interrupt controller, node memory, CPU
+counts, boot cores). The board then cold-plugs ``-device`` options, calls
+``creation_done_warnings`` and, at every machine reset, ``reset_warnings`` (cap
+checks; their errors are fatal at the first reset).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import attrs
 
-from machine.accel import (
+from machine.config.accel import (
     HOST_CORE_TYPE,
     HOST_CPU_TYPE,
     Accelerator,
     CpuSelection,
-    KvmHost,
     configure_accelerator,
     kvm_init_checks,
     kvm_vcpu_refusal,
-    lookup_host_model,
     parse_cpu_option,
 )
-from machine.caps import (
+from machine.config.caps import (
     CAPS_BY_PROPERTY,
     KvmHostCaps,
     SpaprCaps,
@@ -55,45 +35,48 @@ from machine.caps import (
     init_caps,
     parse_cap_value,
 )
-from machine.machine_types import (
+from machine.config.cmdline import (
+    CORE_PARENTS,
+    GlobalSpec,
+    MachineConfig,
+    StartupError,
+    known_global_driver,
+)
+from machine.config.machine_types import (
     DEFAULT_MACHINE,
-    MACHINE_TYPES,
+    KVM_MEMSLOTS,
     MIB,
+    MIN_RMA_SLOF,
+    RAM_ALIGN,
+    SPAPR_MAX_RAM_SLOTS,
+    SPAPR_MEMORY_BLOCK_SIZE,
+    TIB,
     MachineType,
     find_machine,
-    machine_help_text,
 )
-from machine.numa import (
+from machine.config.numa import (
     MemoryBackend,
     NumaState,
     create_memory_backend,
-    parse_memory_backend,
     read_numa_option,
 )
-from machine.qemu_opts import (
+from machine.config.qemu_opts import (
     U64_MAX,
     KeyvalDict,
     KeyvalValue,
-    OptsList,
-    OptsStore,
-    OptType,
-    QemuOpts,
     QemuWarning,
     SizeError,
     ghash_order,
-    id_wellformed,
     invalid_value,
     keyval_merge,
     parse_bool,
     parse_keyval,
-    parse_keyval_into,
     parse_size,
-    parse_uint_full,
     qdict_order,
     strtou64,
 )
-from machine.smp import SMP_KEYS, SmpTopology, read_smp_keys, resolve_smp
-from machine.topology import (
+from machine.config.smp import SmpTopology, read_smp_keys, resolve_smp
+from machine.config.topology import (
     Topology,
     cpu_count_checks,
     slot_count,
@@ -103,526 +86,13 @@ from spapr.cpu_models import (
     CORE_TYPE_SUFFIX,
     CPU_TYPE_SUFFIX,
     CompatMode,
-    by_core_type,
     compat_mode,
 )
-from spapr.cpu_names import KNOWN_CPU_TYPES
 from spapr.errors import QemuError
-
-PROG = "qemu-system-ppc64"
-GIB = 1 << 30
-TIB = 1 << 40
-#: SLOF needs at least this much Real Mode Area.
-MIN_RMA_SLOF = 128 * MIB
-#: LMB size: RAM and NUMA node sizes must be multiples of it (dr_lmb_enabled).
-SPAPR_MEMORY_BLOCK_SIZE = 256 * MIB
-SPAPR_MAX_RAM_SLOTS = 32
-#: KVM_USER_MEM_SLOTS on Book3S: QEMU allows half of them for hotplugged DIMMs.
-KVM_MEMSLOTS = 512
-RAM_ALIGN = 8192
-
-#: What ``-smp help`` prints.
-SMP_HELP = "smp-opts options:\n" + "".join(f"  {key}=<num>\n" for key in sorted(SMP_KEYS))
 
 COMPAT_DEPRECATION = (
     "CPU property 'compat' was removed in QEMU 6.0; using -machine max-cpu-compat={}"
 )
-
-
-class StartupError(QemuError):
-    """A fatal start-up refusal and the diagnostics QEMU printed before it.
-
-    ``stderr_lines`` gives what QEMU writes: the earlier warnings, then the error.
-    """
-
-    def __init__(self, cause: QemuError, warnings: Sequence[QemuWarning]) -> None:
-        super().__init__(cause.message, cause.error_class, location=cause.location)
-        self.cause = cause
-        self.warnings = tuple(warnings)
-
-    def report(self, prog: str = PROG) -> str:
-        """The error line(s) as QEMU prints them."""
-        return self.cause.report(prog)
-
-    def stderr_lines(self, prog: str = PROG) -> list[str]:
-        """All of stderr: warnings, then the error (hint lines included)."""
-        return [w.report(prog) for w in self.warnings] + [self.report(prog)]
-
-
-# --------------------------------------------------------------------------
-# Option tables
-
-_MEMORY_OPTS = OptsList(
-    "memory",
-    implied="size",
-    merge_lists=True,
-    desc={"size": OptType.SIZE, "slots": OptType.NUMBER, "maxmem": OptType.SIZE},
-)
-_NUMA_OPTS = OptsList("numa", implied="type")
-_OBJECT_OPTS = OptsList("object", implied="qom-type")
-_DEVICE_OPTS = OptsList("device", implied="driver")
-_GLOBAL_OPTS = OptsList(
-    "global",
-    desc={"driver": OptType.STRING, "property": OptType.STRING, "value": OptType.STRING},
-)
-_ACCEL_OPTS = OptsList("accel", implied="accel")
-_NAME_OPTS = OptsList(
-    "name",
-    implied="guest",
-    merge_lists=True,
-    desc={"guest": OptType.STRING, "process": OptType.STRING, "debug-threads": OptType.BOOL},
-)
-_TRACE_OPTS = OptsList(
-    "trace",
-    implied="enable",
-    desc={"enable": OptType.STRING, "events": OptType.STRING, "file": OptType.STRING},
-)
-
-#: Options taking an argument (QEMU's and the project's).
-_ARG_OPTIONS = frozenset(
-    [
-        "M",
-        "machine",
-        "cpu",
-        "smp",
-        "m",
-        "numa",
-        "object",
-        "device",
-        "global",
-        "accel",
-        "seed",
-        "name",
-        "qmp",
-        "monitor",
-        "incoming",
-        "trace",
-        "D",
-        "display",
-        "trace-json",
-        "host-cpu",
-        "guest",
-    ]
-)
-#: Options that take no argument (the migration check compares them too).
-FLAG_OPTIONS = frozenset(["enable-kvm", "nographic", "nodefaults", "S", "legacy-core-names"])
-#: qemu-system-ppc64 options this emulator does not model (refused as such).
-_UNMODELED_OPTIONS = frozenset(
-    [
-        "kernel",
-        "initrd",
-        "append",
-        "dtb",
-        "bios",
-        "L",
-        "serial",
-        "parallel",
-        "chardev",
-        "drive",
-        "blockdev",
-        "hda",
-        "hdb",
-        "hdc",
-        "hdd",
-        "cdrom",
-        "fda",
-        "fdb",
-        "mtdblock",
-        "sd",
-        "pflash",
-        "snapshot",
-        "netdev",
-        "nic",
-        "net",
-        "vga",
-        "vnc",
-        "spice",
-        "usb",
-        "usbdevice",
-        "boot",
-        "rtc",
-        "icount",
-        "readconfig",
-        "writeconfig",
-        "daemonize",
-        "pidfile",
-        "loadvm",
-        "no-reboot",
-        "no-shutdown",
-        "full-screen",
-        "mem-path",
-        "mem-prealloc",
-        "overcommit",
-        "msg",
-        "action",
-        "watchdog-action",
-        "preconfig",
-        "set",
-        "version",
-        "h",
-        "help",
-        "dump-vmstate",
-        "only-migratable",
-        "plugin",
-        "compat",
-        "semihosting",
-        "semihosting-config",
-        "uuid",
-        "prom-env",
-        "mon",
-        "audiodev",
-        "audio",
-        "audio-help",
-        "fsdev",
-        "virtfs",
-        "iscsi",
-        "debugcon",
-        "tpmdev",
-        "qtest",
-        "qtest-log",
-        "add-fd",
-        "qmp-pretty",
-        "portrait",
-        "rotate",
-        "g",
-        "echr",
-        "k",
-        "sandbox",
-        "s",
-        "gdb",
-        "d",
-        "dfilter",
-        "singlestep",
-        "acpitable",
-        "smbios",
-        "fw_cfg",
-        "option-rom",
-        "no-acpi",
-        "no-hpet",
-        "enable-sync-profile",
-        "old-param",
-        "xen-domid",
-        "xen-attach",
-        "xen-domid-restrict",
-        "win2k-hack",
-        "no-fd-bootchk",
-        "alt-grab",
-        "ctrl-grab",
-        "sdl",
-        "curses",
-        "nouserconfig",
-    ]
-)
-
-
-@attrs.frozen
-class DeviceSpec:
-    """A ``-device`` option, kept raw for the machine's cold-plug step.
-
-    ``location`` is the text QEMU puts before its errors (``-device <spec>``);
-    ``props`` the key/value pairs in order (``driver`` included), or ``json`` for
-    the JSON form.
-    """
-
-    text: str
-    location: str
-    props: tuple[tuple[str, str], ...] = ()
-    id: str | None = None
-    json: Mapping[str, object] | None = None
-
-    @property
-    def driver(self) -> str | None:
-        """The device type named by the option."""
-        if self.json is not None:
-            driver = self.json.get("driver")
-            return driver if isinstance(driver, str) else None
-        for key, value in self.props:
-            if key == "driver":
-                return value
-        return None
-
-
-@attrs.frozen
-class GlobalSpec:
-    """A ``-global driver.property=value`` (or a ``-cpu`` feature, which QEMU makes one)."""
-
-    driver: str
-    property: str
-    value: str
-    location: str | None
-
-
-@attrs.frozen
-class TraceSpec:
-    """A ``-trace`` option: an event pattern, an events file and/or an output file."""
-
-    enable: str | None
-    events: str | None
-    file: str | None
-    location: str
-
-
-@attrs.define
-class MachineConfig:
-    """Everything ``parse_argv`` read, still uninterpreted where QEMU defers it."""
-
-    argv: tuple[str, ...] = ()
-    machine_opts: KeyvalDict = attrs.field(factory=dict)
-    memory: OptsStore = attrs.field(factory=lambda: OptsStore(_MEMORY_OPTS))
-    cpu_option: str | None = None
-    numa: list[QemuOpts] = attrs.field(factory=list)
-    objects: list[MemoryBackend] = attrs.field(factory=list)
-    devices: list[DeviceSpec] = attrs.field(factory=list)
-    globals: list[GlobalSpec] = attrs.field(factory=list)
-    accel_opts: list[QemuOpts] = attrs.field(factory=list)
-    nographic: bool = False
-    display: str | None = None
-    nodefaults: bool = False
-    freeze: bool = False
-    seed: int | None = None
-    name: str | None = None
-    qmp: list[str] = attrs.field(factory=list)
-    monitors: list[str] = attrs.field(factory=list)
-    incoming: str | None = None
-    traces: list[TraceSpec] = attrs.field(factory=list)
-    log_file: str | None = None
-    trace_json: str | None = None
-    host_cpu: str = "POWER9"
-    legacy_core_names: bool = False
-    guest: str | None = None
-    help_text: str | None = None
-    warnings: list[QemuWarning] = attrs.field(factory=list)
-
-    @property
-    def kvm_host(self) -> KvmHost:
-        """The modeled KVM host this command line asks for."""
-        return KvmHost(lookup_host_model(self.host_cpu))
-
-
-def parse_argv(argv: Sequence[str]) -> MachineConfig:
-    """Read a command line (without the program name); StartupError on refusal.
-
-    If ``help_text`` is set on the result (``-M help``, ``-smp help``) QEMU would
-    print it and exit 0 without starting: the rest of the line is not read.
-    """
-    config = MachineConfig(argv=tuple(argv))
-    stores = {
-        "numa": OptsStore(_NUMA_OPTS),
-        "object": OptsStore(_OBJECT_OPTS),
-        "device": OptsStore(_DEVICE_OPTS),
-        "global": OptsStore(_GLOBAL_OPTS),
-        "accel": OptsStore(_ACCEL_OPTS),
-        "name": OptsStore(_NAME_OPTS),
-        "trace": OptsStore(_TRACE_OPTS),
-    }
-    i = 0
-    try:
-        while i < len(argv):
-            word = argv[i]
-            if not word.startswith("-"):
-                raise QemuError("disk images are not modeled by this emulator", location=word)
-            name = word[2:] if word.startswith("--") else word[1:]
-            if name in _ARG_OPTIONS:
-                if i + 1 >= len(argv):
-                    raise QemuError("requires an argument", location=word)
-                optarg = argv[i + 1]
-                location = f"{word} {optarg}"
-                i += 2
-                _option(config, stores, name, optarg, location)
-                if config.help_text is not None:
-                    return config
-            elif name in FLAG_OPTIONS:
-                i += 1
-                _flag(config, name)
-            elif name in _UNMODELED_OPTIONS:
-                raise QemuError("option not modeled by this emulator", location=word)
-            else:
-                raise QemuError("invalid option", location=word)
-    except QemuError as err:
-        raise StartupError(err, config.warnings) from None
-    return config
-
-
-def _flag(config: MachineConfig, name: str) -> None:
-    if name == "enable-kvm":
-        config.machine_opts["accel"] = "kvm"
-    elif name == "nographic":
-        config.machine_opts["graphics"] = "off"
-        config.nographic = True
-        config.display = "none"
-    elif name == "nodefaults":
-        config.nodefaults = True
-    elif name == "S":
-        config.freeze = True
-    elif name == "legacy-core-names":
-        config.legacy_core_names = True
-
-
-def _option(
-    config: MachineConfig, stores: dict[str, OptsStore], name: str, arg: str, location: str
-) -> None:
-    warnings = config.warnings
-    if name in ("M", "machine"):
-        try:
-            result = parse_keyval_into(config.machine_opts, arg, "type")
-        except QemuError as err:
-            raise QemuError(err.message, location=location) from None
-        if result.help:
-            if "type" in config.machine_opts:
-                raise QemuError(
-                    "listing machine properties is not modeled by this emulator",
-                    location=location,
-                )
-            config.help_text = machine_help_text()
-    elif name == "smp":
-        try:
-            result = parse_keyval(arg, "cpus")
-        except QemuError as err:
-            raise QemuError(err.message, location=location) from None
-        if result.help:
-            config.help_text = SMP_HELP
-            return
-        try:
-            keyval_merge(config.machine_opts, {"smp": result.values})
-        except QemuError as err:
-            raise QemuError(err.message, location=location) from None
-    elif name == "m":
-        config.memory.parse(arg, location=location, warnings=warnings)
-    elif name == "cpu":
-        if arg in ("help", "?"):
-            raise QemuError("listing CPU models is not modeled by this emulator", location=location)
-        config.cpu_option = arg
-    elif name == "numa":
-        config.numa.append(stores["numa"].parse(arg, location=location, warnings=warnings))
-    elif name == "object":
-        _object_option(config, stores["object"], arg, location)
-    elif name == "device":
-        config.devices.append(_device_option(stores["device"], arg, location, warnings))
-    elif name == "global":
-        config.globals.append(_global_option(stores["global"], arg, location, warnings))
-    elif name == "accel":
-        opts = stores["accel"].parse(arg, location=location, warnings=warnings)
-        accel = opts.get("accel")
-        if accel is None or accel in ("help", "?"):
-            raise QemuError(
-                "listing accelerators is not modeled by this emulator", location=location
-            )
-        config.accel_opts.append(opts)
-    elif name == "seed":
-        seed = parse_uint_full(arg)
-        if seed is None:
-            raise QemuError(f"Invalid seed number: {arg}", location=location)
-        config.seed = seed
-    elif name == "name":
-        opts = stores["name"].parse(arg, location=location, warnings=warnings)
-        config.name = opts.get("guest")
-    elif name == "qmp":
-        config.qmp.append(arg)
-    elif name == "monitor":
-        if not arg.startswith("none"):
-            config.monitors.append(arg)
-    elif name == "incoming":
-        config.incoming = arg
-    elif name == "trace":
-        opts = stores["trace"].parse(arg, location=location, warnings=warnings)
-        if opts.get("enable") in ("help", "?"):
-            raise QemuError(
-                "listing trace events is not modeled by this emulator", location=location
-            )
-        config.traces.append(
-            TraceSpec(opts.get("enable"), opts.get("events"), opts.get("file"), location)
-        )
-    elif name == "D":
-        config.log_file = arg
-    elif name == "display":
-        if arg != "none":
-            raise QemuError("only '-display none' is modeled by this emulator", location=location)
-        config.display = arg
-    elif name == "trace-json":
-        config.trace_json = arg
-    elif name == "host-cpu":
-        try:
-            lookup_host_model(arg)
-        except QemuError as err:
-            raise QemuError(err.message.removeprefix("-host-cpu: "), location=location) from None
-        config.host_cpu = arg
-    elif name == "guest":
-        config.guest = arg
-
-
-def _object_option(config: MachineConfig, store: OptsStore, arg: str, location: str) -> None:
-    if arg.startswith("{"):
-        raise QemuError("JSON -object is not modeled by this emulator", location=location)
-    opts = store.parse(arg, location=location, warnings=config.warnings)
-    config.objects.append(parse_memory_backend(opts))
-
-
-def _device_option(
-    store: OptsStore, arg: str, location: str, warnings: list[QemuWarning]
-) -> DeviceSpec:
-    if arg.startswith("{"):
-        try:
-            data = json.loads(arg)
-        except ValueError:
-            raise QemuError("JSON parse error, invalid -device object", location=location) from None
-        if not isinstance(data, dict):
-            raise QemuError("-device JSON must be an object", location=location)
-        ident = data.get("id")
-        return DeviceSpec(arg, location, id=ident if isinstance(ident, str) else None, json=data)
-    opts = store.parse(arg, location=location, warnings=warnings)
-    return DeviceSpec(arg, location, tuple((o.name, o.text) for o in opts.opts), opts.id)
-
-
-def _global_option(
-    store: OptsStore, arg: str, location: str, warnings: list[QemuWarning]
-) -> GlobalSpec:
-    short = re.fullmatch(r"([^.=]{1,63})\.([^=]{1,63})=(.*)", arg, re.S)
-    if short:
-        driver, prop, value = short.group(1), short.group(2), short.group(3)
-    else:
-        opts = store.parse(arg, location=location, warnings=warnings, permit_abbrev=False)
-        got = (opts.get("driver"), opts.get("property"), opts.get("value"))
-        if None in got:
-            raise QemuError(
-                "options 'driver', 'property', and 'value' are required", location=location
-            )
-        driver, prop, value = (str(x) for x in got)
-    if not _known_global_driver(driver):
-        joined = f"{driver}.{prop}"
-        # QEMU splits the short form at the first dot, so "power8_v2.0-powerpc64-cpu.x"
-        # names a class "power8_v2" that does not exist: it only warns at the end.
-        if not (short and any(_known_global_driver(joined[:i]) for i in _dots(joined))):
-            raise QemuError(
-                f"global properties of '{driver}' are not modeled by this emulator "
-                "(CPU, spapr core and pseries machine types only)",
-                location=location,
-            )
-    return GlobalSpec(driver, prop, value, location)
-
-
-def _dots(text: str) -> list[int]:
-    return [i for i, ch in enumerate(text) if ch == "."]
-
-
-_CORE_PARENTS = ("spapr-cpu-core", "cpu-core")
-_CPU_PARENTS = ("powerpc64-cpu",)
-_MACHINE_PARENTS = ("spapr-machine", "machine")
-
-
-def _known_global_driver(driver: str) -> bool:
-    if driver in _CORE_PARENTS or driver in _CPU_PARENTS or driver in _MACHINE_PARENTS:
-        return True
-    if driver in (HOST_CPU_TYPE, HOST_CORE_TYPE):
-        return True
-    if driver.endswith(CPU_TYPE_SUFFIX):
-        return driver.removesuffix(CPU_TYPE_SUFFIX) in KNOWN_CPU_TYPES
-    if driver.endswith(CORE_TYPE_SUFFIX):
-        return by_core_type(driver) is not None
-    return any(driver == m.qom_type for m in MACHINE_TYPES)
-
-
-# --------------------------------------------------------------------------
-# Start-up
 
 
 @attrs.frozen
@@ -1033,9 +503,9 @@ class _Startup:
                 )
             elif spec.driver in (HOST_CPU_TYPE, HOST_CORE_TYPE) and not accel.is_kvm:
                 unused.append(_invalid_class(spec))
-            elif spec.driver.endswith(CORE_TYPE_SUFFIX) or spec.driver in _CORE_PARENTS:
+            elif spec.driver.endswith(CORE_TYPE_SUFFIX) or spec.driver in CORE_PARENTS:
                 core_globals.append(spec)
-            elif not spec.driver.endswith(CPU_TYPE_SUFFIX) or not _known_global_driver(spec.driver):
+            elif not spec.driver.endswith(CPU_TYPE_SUFFIX) or not known_global_driver(spec.driver):
                 # Machine types are not devices, and short-form names split at the first
                 # dot name no class: QEMU reports such globals once the machine is built.
                 unused.append(_invalid_class(spec))
@@ -1093,7 +563,7 @@ class _Startup:
             return
         core_globals, cpu_globals, _ = globals_
         for spec in core_globals:
-            if spec.driver in (topology.core_type, *_CORE_PARENTS) and (
+            if spec.driver in (topology.core_type, *CORE_PARENTS) and (
                 spec.property not in _CORE_PROPERTIES
             ):
                 raise QemuError(
@@ -1196,16 +666,8 @@ _PROPERTY_SETTERS: dict[str, Callable[[_Startup, str, KeyvalValue], None]] = {
 
 
 __all__ = [
-    "PROG",
-    "DeviceSpec",
-    "GlobalSpec",
-    "MachineConfig",
     "MachineSetup",
-    "StartupError",
-    "TraceSpec",
     "creation_done_warnings",
-    "id_wellformed",
-    "parse_argv",
     "reset_warnings",
     "startup",
 ]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from fdt import DeviceTree, Node, Property
+from machine.config.machine_types import SPAPR_MEMORY_BLOCK_SIZE
 from spapr.cpu_core import SpaprCpuCore
 from spapr.cpu_models import IsaLevel, compat_by_pvr
 from spapr.cpu_node import CpuNodeEnv, build_cpu_node
@@ -24,8 +25,6 @@ from spapr.ovec import OV5_FORM2_AFFINITY, OptionVector
 
 #: phandle QEMU gives the interrupt controller (PHANDLE_INTC).
 PHANDLE_INTC = 0x1111
-#: Memory block size of LMB DRCs (SPAPR_MEMORY_BLOCK_SIZE), quoted in ibm,lrdr-capacity.
-SPAPR_MEMORY_BLOCK_SIZE = 0x10000000
 #: /chosen graphic defaults (qemu,graphic-*).
 GRAPHIC_WIDTH, GRAPHIC_HEIGHT, GRAPHIC_DEPTH = 800, 600, 32
 #: SPAPR_OV5_XIVE_* values of ibm,arch-vec-5-platform-support byte 23.

@@ -715,7 +715,7 @@ def qdict_order(keys_in_insertion_order: Iterable[str]) -> list[str]:
 
 def ghash_order(keys_in_insertion_order: Sequence[str]) -> list[str]:
     """Keys in the order a GLib string hash table filled in that order iterates them."""
-    from machine.qom_order import GHashTableModel
+    from machine.config.ghash import GHashTableModel
 
     return GHashTableModel.from_keys(keys_in_insertion_order).keys()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from machine.qemu_opts import id_wellformed, qdict_order, strtoi64
+from machine.config.qemu_opts import id_wellformed, qdict_order, strtoi64
 from spapr.cpu_core import NODE_ID_UNSET, SpaprCpuCore, wrap_int32
 from spapr.cpu_models import ABSTRACT_CORE_TYPE, CPU_TYPE_SUFFIX, CpuModel, by_core_type
 from spapr.cpu_names import KNOWN_CPU_TYPES

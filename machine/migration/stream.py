@@ -1,7 +1,7 @@
 """The migration stream file: one versioned JSON object, encoded and checked here.
 
 The stream carries what the target needs to become the source (see
-:mod:`machine.migration` for why it has this shape):
+:mod:`machine.migration.replay` for why it has this shape):
 
 * ``source``: the command line the source machine was built from, the virtual time
   ``time_ns`` of the migration, and the run state QEMU's ``globalstate`` section
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from machine.pseries import JournalEntry
+from machine.board.pseries import JournalEntry
 from spapr.errors import QemuError
 
 #: The ``format`` member every stream starts with.

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import attrs
 
-from machine.accel import Accelerator, KvmHost
-from machine.machine_types import MachineType
-from machine.qemu_opts import QemuWarning, is_power_of_2
-from machine.smp import SmpTopology
+from machine.config.accel import Accelerator, KvmHost
+from machine.config.machine_types import MachineType
+from machine.config.qemu_opts import QemuWarning, is_power_of_2
+from machine.config.smp import SmpTopology
 from spapr.errors import QemuError
 
 
