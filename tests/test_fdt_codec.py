@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import io
-import shutil
 import string
 import struct
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from oracle_tools import DTC, LIBFDT_NAME
 from pyfdt.pyfdt import (
     FdtBlobParse,
     FdtNode,
@@ -34,8 +34,6 @@ from fdt import DeviceTree, FdtError, Node, Property, from_dtb, to_dtb, to_dts
 
 DTB_DIR = Path(__file__).parent / "data" / "dtb"
 ORACLE_DTBS = sorted(DTB_DIR.glob("*.dtb"))
-DTC = shutil.which("dtc")
-LIBFDT_NAME = ctypes.util.find_library("fdt")
 
 # -- random trees ------------------------------------------------------------
 
@@ -233,10 +231,6 @@ def run_dtc(blob: bytes, out_format: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-needs_dtc = pytest.mark.skipif(DTC is None, reason="dtc not installed")
-
-
-@needs_dtc
 @pytest.mark.dtc
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trees)
@@ -251,7 +245,6 @@ def test_dtc_renders_our_blobs_as_we_do(tree: DeviceTree) -> None:
     assert to_dts(recompiled.stdout) == to_dts(blob)
 
 
-@needs_dtc
 @pytest.mark.dtc
 @pytest.mark.parametrize("path", ORACLE_DTBS[:3], ids=lambda p: p.stem)
 def test_dtc_reads_our_reencoding_of_qemu_blobs(path: Path) -> None:
@@ -355,10 +348,9 @@ class Libfdt:
 
 
 LIBFDT = Libfdt(LIBFDT_NAME) if LIBFDT_NAME else None
-needs_libfdt = pytest.mark.skipif(LIBFDT is None, reason="libfdt not installed")
 
 
-@needs_libfdt
+@pytest.mark.libfdt
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(trees)
 def test_libfdt_accepts_our_blobs(tree: DeviceTree) -> None:
@@ -371,7 +363,7 @@ PROP_POOL = ["a", "b", "c", "reg", "name", "ibm,x"]
 NODE_POOL = ["x", "y@1", "z@2", "cpus"]
 
 
-@needs_libfdt
+@pytest.mark.libfdt
 @settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_libfdt_and_our_model_build_the_same_order(data: st.DataObject) -> None:

@@ -10,12 +10,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import pytest
-
 from guest import SECONDARY_ENTRY, DrcOutcome, GuestMode, GuestTiming, LinuxGuest, Misbehavior
-
-pseries = pytest.importorskip("machine.board.pseries")
-cli = pytest.importorskip("machine.board.build")
+from machine.board import build as cli
 
 S = 1_000_000_000
 COMMON = "-m 1G -nographic -display none -nodefaults -S -seed 1".split()

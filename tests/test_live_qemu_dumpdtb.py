@@ -9,20 +9,18 @@ nodes aside, see test_dumpdtb_oracle).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from oracle_tools import QEMU
 from test_dumpdtb_oracle import run_main, tree_differences
 
 from fdt import from_dtb
 from machine.config.machine_types import MACHINE_TYPES
 
-QEMU = shutil.which("qemu-system-ppc64")
 pytestmark = [
     pytest.mark.qemu,
-    pytest.mark.skipif(QEMU is None, reason="qemu-system-ppc64 is not installed"),
 ]
 COMMON = ["-m", "1G", "-nographic", "-display", "none", "-nodefaults", "-S", "-seed", "1"]
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -28,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from oracle_tools import QEMU
 from test_qmp_harness import NO_GUEST, GreetedClient, emulator, normalize, qmp_client
 
-QEMU = shutil.which("qemu-system-ppc64")
 pytestmark = [
     pytest.mark.qemu,
-    pytest.mark.skipif(QEMU is None, reason="qemu-system-ppc64 is not installed"),
 ]
 COMMON = ["-nographic", "-display", "none", "-nodefaults", "-S", "-seed", "1"]
 P8E = ["-M", "pseries", "-cpu", "POWER8E", "-smp", "2,cores=4,threads=1,maxcpus=4", "-m", "1G"]

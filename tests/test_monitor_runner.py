@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import io
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from oracle_tools import QMP_SHELL
 from qemu.qmp import ConnectError, EventListener, QMPClient
 from test_qmp_harness import P8E
 
@@ -224,14 +224,12 @@ def test_process_with_wait_on_waits_for_the_async_client(tmp_path: Path) -> None
     assert f"info: QEMU waiting for connection on: disconnected:unix:{sock},server=on" in err
 
 
-@pytest.mark.skipif(
-    shutil.which("qmp-shell") is None and not Path(sys.executable).with_name("qmp-shell").exists(),
-    reason="no qmp-shell",
-)
+@pytest.mark.qmp_shell
 def test_qmp_shell_drives_the_emulator(tmp_path: Path) -> None:
     sock = tmp_path / "qmp.sock"
     proc = spawn([*P8E, "-qmp", f"unix:{sock},server=on,wait=off"], stderr=subprocess.DEVNULL)
-    shell = shutil.which("qmp-shell") or str(Path(sys.executable).with_name("qmp-shell"))
+    shell = QMP_SHELL
+    assert shell is not None
     try:
         wait_for(sock)
         time.sleep(0.2)  # qmp-shell does not retry a connection refused before listen()

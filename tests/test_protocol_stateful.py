@@ -12,7 +12,6 @@ connector that does not exist.
 
 from __future__ import annotations
 
-import contextlib
 import io
 from collections.abc import Generator
 from typing import Any
@@ -34,6 +33,8 @@ ARGV = (
     "-nographic -display none -nodefaults -S -seed 1 -guest none"
 ).split()
 CORE = "power8e_v2.1-spapr-cpu-core"
+MAX_CORES = 4
+BOOT_CORE_PATHS = ("/machine/unattached/device[0]", "/machine/unattached/device[1]")
 #: Statuses a QEMU 7.2 RTAS call can leave in rets[0] (configure-connector codes included).
 PAPR_STATUSES = {0, 1, 2, 3, 4, -1, -2, -3, -9002, -9003, -9005, -9999}
 LOGICAL_STATES = {
@@ -72,10 +73,45 @@ class HotplugProtocol(RuleBasedStateMachine):
         self.deleted_paths: list[str] = []
         self.machine.event_listeners.append(self._on_event)
         self.live_cores: dict[str, int] = {}
+        # The test's own model of the host side: present cores by QOM path, ids by name.
+        self.present: dict[str, int] = {BOOT_CORE_PATHS[0]: 0, BOOT_CORE_PATHS[1]: 1}
+        self.ids: dict[str, str] = {}
 
     def _on_event(self, event: Any) -> None:
         if event.name == "DEVICE_DELETED" and "/thread[" not in event.data["path"]:
-            self.deleted_paths.append(event.data["path"])
+            path = event.data["path"]
+            self.deleted_paths.append(path)
+            self.present.pop(path, None)
+            self.ids = {dev_id: p for dev_id, p in self.ids.items() if p != path}
+
+    def expected_add_error(self, core_id: int, dev_id: str | None) -> str | None:
+        """QEMU 7.2's refusal of this device_add, in its order (tests/data/errors/qmp_errors.json).
+
+        qdev_device_add sets the id before realize, so a duplicate id comes first; then
+        the core's realize and spapr_core_pre_plug check the core-id.
+        """
+        if dev_id is not None and dev_id in self.ids:
+            return f"Duplicate device ID '{dev_id}'"
+        if core_id < 0:
+            return f"Invalid core id {core_id}"
+        if core_id >= MAX_CORES:
+            return f"core id {core_id} out of range"
+        if core_id in self.present.values():
+            return f"core {core_id} already populated"
+        return None
+
+    def expected_del_error(self, target: str) -> tuple[str, str] | None:
+        """QEMU 7.2's refusal of this device_del as (class, text), or None when accepted.
+
+        A pending unplug is accepted again (recorded: "device_del boot-time core 1 again
+        while pending").
+        """
+        path = target if target.startswith("/") else self.ids.get(target)
+        if path is None or path not in self.present:
+            return "DeviceNotFound", f"Device '{target}' not found"
+        if self.present[path] == 0:
+            return "GenericError", "Boot CPU core may not be unplugged"
+        return None
 
     # ------------------------------------------------------------- host side
 
@@ -84,18 +120,29 @@ class HotplugProtocol(RuleBasedStateMachine):
         args: dict[str, Any] = {"driver": CORE, "core-id": core_id}
         if dev_id is not None:
             args["id"] = dev_id
+        expected = self.expected_add_error(core_id, dev_id)
         try:
             core = self.machine.device_add(args)
-        except QemuError:
+        except QemuError as err:
+            assert (err.error_class, err.message) == ("GenericError", expected)
             return
+        assert expected is None, f"device_add accepted; QEMU refuses it: {expected}"
         self.live_cores[core.qom_path] = core.core_id
+        self.present[core.qom_path] = core_id
+        if dev_id is not None:
+            self.ids[dev_id] = core.qom_path
 
     @rule(target_id=st.sampled_from(["c1", "c2", "c3", "nope", "/machine/unattached/device[1]",
                                      "/machine/unattached/device[0]",
                                      "/machine/peripheral-anon/device[0]"]))  # fmt: skip
     def device_del(self, target_id: str) -> None:
-        with contextlib.suppress(QemuError):
+        expected = self.expected_del_error(target_id)
+        try:
             self.machine.device_del(target_id)
+        except QemuError as err:
+            assert (err.error_class, err.message) == expected
+            return
+        assert expected is None, f"device_del accepted; QEMU refuses it: {expected}"
 
     @rule()
     def system_reset(self) -> None:

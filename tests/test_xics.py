@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -32,6 +31,7 @@ from hypothesis.stateful import (
     invariant,
     rule,
 )
+from oracle_tools import QEMU
 
 from rtas.call import encode_call
 from rtas.codes import RtasStatus
@@ -897,7 +897,6 @@ TestXicsGuest.settings = settings(
 
 # -- live differential test against QEMU ----------------------------------------
 
-QEMU = shutil.which("qemu-system-ppc64")
 MAILBOX = 0x2000  # opcode (0 = idle), args at +4..+0x10, r3..r6 at +0x20 (u64), count +0x40
 QEMU_ARGV = [
     "-M", "pseries", "-cpu", "POWER8E", "-smp", "2,cores=8,threads=1,maxcpus=8", "-m", "1G",
@@ -1049,7 +1048,6 @@ def record_session(steps: list[list[Any]], workdir: Path) -> dict[str, Any]:
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(QEMU is None, reason="qemu-system-ppc64 not installed")
 def test_live_session_against_qemu() -> None:
     with tempfile.TemporaryDirectory(prefix="xics") as tmp:
         os.chmod(tmp, 0o700)
