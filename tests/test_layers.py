@@ -21,29 +21,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Bottom to top. A layer may import itself and the layers named in its row.
+# Bottom to top. A layer may import itself and the layers named in its row. The
+# diagrams (sequence, state and report pages drawn from a trace) need only the core.
+_CORE = ("fdt", "rtas", "spapr")
+_BOARD = (*_CORE, "guest", "machine.config", "machine.sched")
 LAYERS: dict[str, tuple[str, ...]] = {
     "fdt": (),
     "rtas": ("fdt",),
     "spapr": ("fdt", "rtas"),
     "guest": ("fdt", "rtas"),
-    "machine.config": ("fdt", "rtas", "spapr"),
-    "machine.sched": ("fdt", "rtas", "spapr"),
-    "machine.board": ("fdt", "rtas", "spapr", "guest", "machine.config", "machine.sched"),
-    "machine.migration": (
-        "fdt", "rtas", "spapr", "guest", "machine.config", "machine.sched", "machine.board",
-    ),
-    "machine.monitor": (
-        "fdt", "rtas", "spapr", "guest", "machine.config", "machine.sched", "machine.board",
-        "machine.migration",
-    ),
+    "machine.config": _CORE,
+    "machine.sched": _CORE,
+    "machine.diagrams": _CORE,
+    "machine.board": _BOARD,
+    "machine.migration": (*_BOARD, "machine.board"),
+    "machine.monitor": (*_BOARD, "machine.board", "machine.migration", "machine.diagrams"),
     "machine.cli": (
-        "fdt", "rtas", "spapr", "guest", "machine.config", "machine.sched", "machine.board",
-        "machine.migration", "machine.monitor",
+        *_BOARD, "machine.board", "machine.migration", "machine.diagrams", "machine.monitor",
     ),
     "bench": (
-        "fdt", "rtas", "spapr", "guest", "machine.config", "machine.sched", "machine.board",
-        "machine.migration", "machine.monitor", "machine.cli",
+        *_BOARD, "machine.board", "machine.migration", "machine.diagrams", "machine.monitor",
+        "machine.cli",
     ),
 }  # fmt: skip
 # The packages that only hold layers (their __init__ is a docstring).

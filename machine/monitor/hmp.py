@@ -21,11 +21,11 @@ from typing import Any
 import attrs
 
 from machine.config.qemu_opts import OptsList, parse_qemu_opts
+from machine.diagrams.sequence_text import sequence_diagram
 from machine.monitor.control import PACKAGE, QEMU_VERSION, MachineControl
 from machine.monitor.qtree import qtree_lines
 from spapr.cpu_models import CPU_MODELS
 from spapr.errors import QemuError
-from spapr.trace_diagram import sequence_diagram
 
 #: Marks project commands in ``help`` so nobody mistakes them for QEMU's.
 ADDITION = "[emulator addition] "
