@@ -18,6 +18,7 @@ import pytest
 from guest import GuestTiming, LinuxGuest
 from machine.board.build import build_machine
 from machine.board.pseries import PseriesMachine
+from machine.monitor.control import MachineControl
 from spapr.drc import DRCState
 
 S = 1_000_000_000
@@ -215,3 +216,21 @@ def test_guest_with_wrong_indices_gets_qemus_codes_and_nothing_changes() -> None
     assert [e.data.get("device") for e in machine.qmp_events if e.name == "DEVICE_DELETED"][
         -1
     ] == "core2"
+
+
+def test_a_rejected_unplug_is_reported_on_stderr_as_qemu_does() -> None:
+    """drc_unisolate_logical: error_report "Device hotunplug rejected by the guest for device
+    ID" (to stderr: no monitor is current during a guest's RTAS call), only for a device with
+    an id, beside the DEVICE_UNPLUG_GUEST_ERROR event (QEMU 7.2 hw/ppc/spapr_drc.c)."""
+    machine, _ = boot_with(CONFIGS["smt1-p8e"][0], "linux+abandon-configure=5+event-scan=off")
+    stderr: list[str] = []
+    control = MachineControl(machine, warn=stderr.append)
+    machine.device_add({"driver": "power8e_v2.1-spapr-cpu-core", "id": "core2", "core-id": 2})
+    machine.device_add({"driver": "power8e_v2.1-spapr-cpu-core", "core-id": 3})
+    machine.sched.run_for(2 * S)
+    control.device_del("core2")
+    control.device_del(machine.cores[-1].qom_path)
+    machine.sched.run_for(2 * S)
+    rejected = [e for e in machine.qmp_events if e.name == "DEVICE_UNPLUG_GUEST_ERROR"]
+    assert len(rejected) == 2
+    assert stderr == ["qemu-system-ppc64: Device hotunplug rejected by the guest for device core2"]

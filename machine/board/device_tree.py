@@ -16,6 +16,7 @@ import attrs
 
 from fdt import DeviceTree, Node, Property
 from machine.config.machine_types import SPAPR_MEMORY_BLOCK_SIZE
+from rtas.codes import RTAS_ERROR_LOG_MAX, RTAS_EVENT_SCAN_RATE
 from spapr.cpu_core import SpaprCpuCore
 from spapr.cpu_models import IsaLevel, compat_by_pvr
 from spapr.cpu_node import CpuNodeEnv, build_cpu_node
@@ -227,10 +228,10 @@ def _rtas_node(config: DeviceTreeConfig, state: DeviceTreeState) -> Node:
     rtas.set_property(Property.strings("ibm,hypertas-functions", hypertas))
     rtas.set_property(Property.strings("qemu,hypertas-functions", ["hcall-memop1"]))
     _numa_rtas_properties(rtas, config, state.ov5_cas)
-    rtas_size = 20 + 2048 + config.max_cpus * 8 * 2 + 8
+    rtas_size = 20 + RTAS_ERROR_LOG_MAX + config.max_cpus * 8 * 2 + 8
     rtas.set_property(Property.cells("rtas-size", rtas_size))
-    rtas.set_property(Property.cells("rtas-error-log-max", 2048))
-    rtas.set_property(Property.cells("rtas-event-scan-rate", 1))
+    rtas.set_property(Property.cells("rtas-error-log-max", RTAS_ERROR_LOG_MAX))
+    rtas.set_property(Property.cells("rtas-event-scan-rate", RTAS_EVENT_SCAN_RATE))
     rtas.set_property(Property.empty("ibm,change-msix-capable"))
     rtas.set_property(Property.empty("ibm,extended-os-term"))
     rtas.set_property(

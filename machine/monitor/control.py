@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from machine.board.pseries import PseriesMachine, QmpEvent
+from machine.config.cmdline import PROG
 from machine.config.startup import reset_warnings
 from machine.monitor.migrate_commands import (
     Migration,
@@ -176,6 +177,11 @@ class MachineControl:
             self.runstate.shutdown()
             self._mirror_runstate()
             self.quit_requested = True
+        elif event.name == "DEVICE_UNPLUG_GUEST_ERROR" and "device" in event.data:
+            # drc_unisolate_logical's error_report (no monitor is current: it goes to stderr)
+            self.warn(
+                f"{PROG}: Device hotunplug rejected by the guest for device {event.data['device']}"
+            )
         elif event.name == "RESET":
             self._boot_pending = True
             if str(event.data.get("reason", "")).startswith("guest"):
