@@ -613,13 +613,23 @@ class Kernel:
         return self.xics_default_server
 
     def request_irq(self, cpu: LogicalCpu, hwirq: int, handler: IrqHandler) -> Gen:
-        """request_irq + ics_rtas_unmask_irq: ibm,set-xive to a server, then ibm,int-on."""
+        """request_irq: irq_startup unmasks the source, then applies its default affinity.
+
+        Unmasking (ics_rtas_unmask_irq) is ibm,set-xive to a server and ibm,int-on;
+        the affinity (irq_setup_affinity -> ics_rtas_set_affinity) follows whether or
+        not they succeeded: four RTAS calls per source, as a real guest makes them.
+        """
         if hwirq in (XICS_IPI, XICS_IRQ_SPURIOUS):
             return
         self.irq_handlers[hwirq] = handler
         if hwirq not in self.irq_order:
             self.irq_order.append(hwirq)
             self.virqs[hwirq] = FIRST_VIRQ + len(self.virqs)
+        yield from self._ics_rtas_unmask_irq(cpu, hwirq)
+        yield from self.ics_rtas_set_affinity(cpu, hwirq)
+
+    def _ics_rtas_unmask_irq(self, cpu: LogicalCpu, hwirq: int) -> Gen:
+        """ibm,set-xive to a server at the default priority, then ibm,int-on."""
         server = self.xics_get_irq_server()
         result = yield from self.rtas_call(
             cpu, "ibm,set-xive", [hwirq, server, DEFAULT_PRIORITY], 1
@@ -638,6 +648,23 @@ class Kernel:
                 f"ics_rtas_unmask_irq: ibm_int_on irq={hwirq} returned {result.status}",
             )
 
+    def ics_rtas_set_affinity(self, cpu: LogicalCpu, hwirq: int) -> Gen:
+        """Route a source to the server for all CPUs, keeping its priority (ibm,get-xive first)."""
+        current = yield from self.rtas_call(cpu, "ibm,get-xive", [hwirq], 3)
+        if current.status != 0:
+            self.printk(
+                LogLevel.ERR,
+                f"ics_rtas_set_affinity: ibm,get-xive irq={hwirq} returns {current.status}",
+            )
+            return
+        server = self.xics_get_irq_server()
+        moved = yield from self.rtas_call(cpu, "ibm,set-xive", [hwirq, server, current.out(1)], 1)
+        if moved.status != 0:
+            self.printk(
+                LogLevel.ERR,
+                f"ics_rtas_set_affinity: ibm,set-xive irq={hwirq} returns {moved.status}",
+            )
+
     def xics_migrate_irqs_away(self, cpu: LogicalCpu) -> Gen:
         """Move interrupts routed to the dying CPU elsewhere (xics_migrate_irqs_away)."""
         if cpu.hwid == self.xics_default_server:
@@ -654,23 +681,8 @@ class Kernel:
                 continue
             if result.out(0) != cpu.hwid:
                 continue
-            # irq_set_affinity(virq, cpu_all_mask) -> ics_rtas_set_affinity
-            current = yield from self.rtas_call(cpu, "ibm,get-xive", [hwirq], 3)
-            if current.status != 0:
-                self.printk(
-                    LogLevel.ERR,
-                    f"ics_rtas_set_affinity: ibm,get-xive irq={hwirq} returns {current.status}",
-                )
-                continue
-            server = self.xics_get_irq_server()
-            moved = yield from self.rtas_call(
-                cpu, "ibm,set-xive", [hwirq, server, current.out(1)], 1
-            )
-            if moved.status != 0:
-                self.printk(
-                    LogLevel.ERR,
-                    f"ics_rtas_set_affinity: ibm,set-xive irq={hwirq} returns {moved.status}",
-                )
+            # irq_set_affinity(virq, cpu_all_mask)
+            yield from self.ics_rtas_set_affinity(cpu, hwirq)
         yield from self.execute(cpu, 5 * _MS, irqs=False)  # mdelay(5)
         yield from self.hcall(cpu, Hcall.H_CPPR, DEFAULT_PRIORITY)
 

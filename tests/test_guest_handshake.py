@@ -92,10 +92,15 @@ def test_boot_starts_secondaries_and_unmasks_event_sources() -> None:
     assert [c.short() for c in platform.calls] == [
         ("query-cpu-stopped-state", (1,), (0, 0)),
         ("start-cpu", (1, SECONDARY_ENTRY, 1), (0,)),
+        # unmask, then the default affinity (as the real guest: tests/data/guest_oracle)
         ("ibm,set-xive", (IRQ_EPOW, 0, 5), (0,)),
         ("ibm,int-on", (IRQ_EPOW,), (0,)),
+        ("ibm,get-xive", (IRQ_EPOW,), (0, 0, 5)),
+        ("ibm,set-xive", (IRQ_EPOW, 0, 5), (0,)),
         ("ibm,set-xive", (IRQ_HOTPLUG, 0, 5), (0,)),
         ("ibm,int-on", (IRQ_HOTPLUG,), (0,)),
+        ("ibm,get-xive", (IRQ_HOTPLUG,), (0, 0, 5)),
+        ("ibm,set-xive", (IRQ_HOTPLUG, 0, 5), (0,)),
     ]
     assert guest.online_cpus() == [0, 1]
     assert guest.possible_cpus() == [0, 1, 2, 3]

@@ -36,6 +36,8 @@ def test_legacy_boot_negotiates_no_hotplug_events_and_only_takes_epow() -> None:
     assert [c.short() for c in platform.calls if c.name.startswith("ibm,")] == [
         ("ibm,set-xive", (IRQ_EPOW, 0, 5), (0,)),
         ("ibm,int-on", (IRQ_EPOW,), (0,)),
+        ("ibm,get-xive", (IRQ_EPOW,), (0, 0, 5)),
+        ("ibm,set-xive", (IRQ_EPOW, 0, 5), (0,)),
     ]
 
 

@@ -52,10 +52,15 @@ def test_boot_on_the_machine() -> None:
     assert [(r.service, r.args, r.rets) for r in guest.rtas_trace] == [
         ("query-cpu-stopped-state", (1,), (0, 0)),
         ("start-cpu", (1, SECONDARY_ENTRY, 1), (0,)),
+        # unmask, then the default affinity (as the real guest: tests/data/guest_oracle)
         ("ibm,set-xive", (0x1000, 0, 5), (0,)),
         ("ibm,int-on", (0x1000,), (0,)),
+        ("ibm,get-xive", (0x1000,), (0, 0, 5)),
+        ("ibm,set-xive", (0x1000, 0, 5), (0,)),
         ("ibm,set-xive", (0x1001, 0, 5), (0,)),
         ("ibm,int-on", (0x1001,), (0,)),
+        ("ibm,get-xive", (0x1001,), (0, 0, 5)),
+        ("ibm,set-xive", (0x1001, 0, 5), (0,)),
     ]
 
 
