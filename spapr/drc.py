@@ -156,6 +156,21 @@ class DrcOperation(enum.Enum):
     SET_USABLE = "set-usable"  # indicator 9003 = 1
 
 
+class StateCause(enum.Enum):
+    """What moved a DRC besides a table operation, as the ``drc_state`` event names it."""
+
+    REALIZE = "realize"  # created (its first state)
+    ATTACH = "attach"  # the host plugged a device in
+    CONFIGURED = "configured"  # the configure-connector walk ended
+    UNPLUG_REQUEST = "unplug-request"  # the host asked for the device back
+    UNPLUG_REJECTED = "unplug-rejected"  # the guest re-UNISOLATEd instead
+    RELEASE = "release"  # the device is being given back to its owner
+    RELEASED = "released"  # ... and the connector is empty again
+    RESET = "reset"  # machine reset or CAS
+    MIGRATION = "migration"  # loaded from the migration stream
+    SET_DR_INDICATOR = "set-dr-indicator"  # physical connectors' indicator 9002
+
+
 class Guard(enum.Enum):
     """A condition a transition checks before moving; failing it returns its code."""
 
@@ -248,6 +263,10 @@ class DrcMachine:
     transitions: Mapping[tuple[DRCState, DrcOperation], Transition]
     #: Sensor 9003 by state; None: by device presence (physical).
     sense_by_state: Mapping[DRCState, EntitySense] | None
+    #: Indicator 9001 as each state implies it (QEMU keeps no separate isolation field).
+    isolation_by_state: Mapping[DRCState, IsolationState]
+    #: Indicator 9003 as each state implies it; None: the machine has no allocation state.
+    allocation_by_state: Mapping[DRCState, AllocationState] | None
 
     @property
     def states(self) -> frozenset[DRCState]:
@@ -267,6 +286,18 @@ LOGICAL = DrcMachine(
         _I: EntitySense.PRESENT,
         _C: EntitySense.PRESENT,
     },
+    isolation_by_state={
+        _U: IsolationState.ISOLATED,
+        _A: IsolationState.ISOLATED,
+        _I: IsolationState.UNISOLATED,
+        _C: IsolationState.UNISOLATED,
+    },
+    allocation_by_state={
+        _U: AllocationState.UNUSABLE,
+        _A: AllocationState.USABLE,
+        _I: AllocationState.USABLE,
+        _C: AllocationState.USABLE,
+    },
 )
 
 PHYSICAL = DrcMachine(
@@ -276,6 +307,12 @@ PHYSICAL = DrcMachine(
     configurable=frozenset({_P_UN, _P_CF}),
     transitions=PHYSICAL_TRANSITIONS,
     sense_by_state=None,
+    isolation_by_state={
+        _P_ON: IsolationState.ISOLATED,
+        _P_UN: IsolationState.UNISOLATED,
+        _P_CF: IsolationState.UNISOLATED,
+    },
+    allocation_by_state=None,
 )
 
 #: The trace event QEMU emits just before a transition gives the device back.
@@ -370,6 +407,9 @@ class DRC:
     build_fragment: FragmentBuilder = attrs.field(default=_no_fragment, repr=False)
     #: The object the DRC hangs off (machine or PHB); filters the DT arrays.
     owner: object = attrs.field(default=None, repr=False)
+    #: Emit the project's ``drc_state`` event after every change (the machine asks it of
+    #: its CPU connectors, so a trace can be replayed step by step without recomputing).
+    trace_states: bool = attrs.field(default=False, repr=False)
     machine: DrcMachine = attrs.field(init=False, repr=False)
     state: DRCState = attrs.field(init=False)
     #: The attached device (opaque to the DRC), or None.
@@ -387,6 +427,50 @@ class DRC:
     def __attrs_post_init__(self) -> None:
         self.machine = _machine_for(self.type)
         self.state = self.machine.empty_state
+
+    # -- the project's state trace ---------------------------------------------
+
+    @property
+    def isolation_state(self) -> IsolationState:
+        """Indicator 9001 as the state implies it."""
+        return self.machine.isolation_by_state[self.state]
+
+    @property
+    def allocation_state(self) -> AllocationState | None:
+        """Indicator 9003 as the state implies it (None: a physical DRC has none)."""
+        table = self.machine.allocation_by_state
+        return None if table is None else table[self.state]
+
+    def _trace_state(
+        self,
+        op: DrcOperation | StateCause,
+        old: DRCState,
+        code: RtasStatus | None = None,
+        guard: Guard | None = None,
+    ) -> None:
+        """``drc_state``: what ``op`` did (``old`` → now, its code) and every indicator now.
+
+        Only for connectors that ask for it, and only when someone records.
+        """
+        if not (self.trace_states and self.trace.active()):
+            return
+        allocation = self.allocation_state
+        _status, sense = self.entity_sense()
+        self.trace.emit(
+            "drc_state",
+            index=self.index,
+            op=op.value,
+            old=old.name,
+            new=self.state.name,
+            code=None if code is None else int(code),
+            guard=None if guard is None else guard.value,
+            isolation=self.isolation_state.name,
+            allocation=None if allocation is None else allocation.name,
+            indicator=None if self.is_logical else self.dr_indicator.name,
+            sense=sense.name,
+            attached=self.device is not None,
+            unplug_requested=self.unplug_requested,
+        )
 
     # -- identity -----------------------------------------------------------
 
@@ -448,13 +532,17 @@ class DRC:
             raise DrcError(
                 f"{self.machine.name} DRC 0x{self.index:x}: no {op.value} in {self.state!r}"
             )
+        old = self.state
         for guard in transition.guards:
             if not self._guard_holds(guard):
+                self._trace_state(op, old, _GUARD_CODES[guard], guard)
                 return _GUARD_CODES[guard]
         if transition.code != RtasStatus.SUCCESS:
+            self._trace_state(op, old, transition.code)
             return transition.code
         if transition.to is not None:
             self.state = transition.to
+        self._trace_state(op, old, transition.code)
         if transition.effect is Effect.RESET_CURSOR:
             self._rewind()
         elif transition.effect is Effect.RELEASE_IF_UNPLUG:
@@ -467,6 +555,7 @@ class DRC:
             and self.device is not None
         ):
             self.unplug_requested = False
+            self._trace_state(StateCause.UNPLUG_REJECTED, self.state)
             self.on_unplug_rejected(self, self.device)
         return transition.code
 
@@ -484,11 +573,13 @@ class DRC:
 
     def _release(self) -> None:
         device = self.device
+        self._trace_state(StateCause.RELEASE, self.state)
         self.on_release(self, device)
         self.unplug_requested = False
         self.fragment = None
         self.fragment_steps = ()
         self.device = None
+        self._trace_state(StateCause.RELEASED, self.state)
 
     # -- guest side (RTAS) ----------------------------------------------------
 
@@ -520,6 +611,7 @@ class DRC:
             return RtasStatus.PARAM_ERROR
         self.trace.emit("spapr_drc_set_dr_indicator", index=self.index, state=value)
         self.dr_indicator = DrIndicator(value)
+        self._trace_state(StateCause.SET_DR_INDICATOR, self.state, RtasStatus.SUCCESS)
         return RtasStatus.SUCCESS
 
     def entity_sense(self) -> tuple[RtasStatus, EntitySense]:
@@ -556,8 +648,10 @@ class DRC:
         if self.ccs_depth > 0:
             return CCResponse(ConfigureConnector.PREV_PARENT)
         self.trace.emit("spapr_drc_set_configured", index=self.index)
+        old = self.state
         self.state = self.machine.ready_state
         self._rewind()
+        self._trace_state(StateCause.CONFIGURED, old, RtasStatus.SUCCESS)
         return CCResponse(ConfigureConnector.SUCCESS)
 
     # -- host side ----------------------------------------------------------
@@ -567,6 +661,7 @@ class DRC:
         self.trace.emit("spapr_drc_realize", index=self.index)
         self.trace.emit("spapr_drc_realize_child", index=self.index, childname=self.qom_child_name)
         self.trace.emit("spapr_drc_realize_complete", index=self.index)
+        self._trace_state(StateCause.REALIZE, self.state)
 
     def unrealize(self) -> None:
         """Emit the unrealize trace event (the table forgets the connector)."""
@@ -578,6 +673,7 @@ class DRC:
             raise DrcError(f"DRC 0x{self.index:x} is not empty")
         self.trace.emit("spapr_drc_attach", index=self.index)
         self.device = device
+        self._trace_state(StateCause.ATTACH, self.state)
 
     def unplug_request(self) -> bool:
         """Ask for the device back: released now if the DRC is empty-state, else flagged.
@@ -589,6 +685,7 @@ class DRC:
         if self.device is None:
             raise DrcError(f"DRC 0x{self.index:x} has no device to unplug")
         self.unplug_requested = True
+        self._trace_state(StateCause.UNPLUG_REQUEST, self.state)
         if self.state != self.machine.empty_state:
             self.trace.emit("spapr_drc_awaiting_quiesce", index=self.index)
             return False
@@ -623,6 +720,7 @@ class DRC:
         if self.unplug_requested:
             self._release()
             completed = True
+        old = self.state
         if self.device is not None:
             self.state = self.machine.ready_state
             self._rewind()
@@ -630,6 +728,7 @@ class DRC:
             self.state = self.machine.empty_state
             self.ccs_offset = -1
             self.ccs_depth = -1
+        self._trace_state(StateCause.RESET, old)
         return completed
 
     def reset_dr_indicator(self) -> None:
@@ -679,12 +778,14 @@ class DRC:
         )
         if self.device is None and (state != self.machine.empty_state or unplug):
             raise DrcError(f"DRC 0x{self.index:x}: state {state!r} needs an attached device")
+        old = self.state
         self.state = state
         self.unplug_requested = unplug
         self.fragment = None
         self.fragment_steps = ()
         if self.device is not None:
             self._rewind()
+        self._trace_state(StateCause.MIGRATION, old)
 
     def load_physical_vmstate(self, section: DrcPhysicalVmstate) -> None:
         """Apply an incoming ``spapr_drc/physical`` section."""
@@ -736,6 +837,16 @@ class DrcTable:
         self.add(drc)
         drc.realize()
         return drc
+
+    def replace(self, drc: DRC) -> DRC:
+        """Put ``drc`` in place of the connector with its index; returns the one replaced.
+
+        The conformance kit swaps in a checked implementation this way: lookups and
+        iteration (in the owner's order) find the new object from then on.
+        """
+        old = self._by_index[drc.index]
+        self._by_index[drc.index] = drc
+        return old
 
     def remove(self, index: int) -> DRC:
         """Unregister a connector (its index no longer resolves for the guest)."""

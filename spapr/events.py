@@ -28,6 +28,7 @@ from rtas.errlog import (
     hotplug_event,
 )
 from rtas.tokens import RtasToken
+from spapr.trace import TraceRecorder
 
 #: RTAS log type byte of hotplug and EPOW entries (summary & 0xFF).
 LOG_TYPE_EPOW = 0x40
@@ -102,6 +103,31 @@ class EventQueue:
     #: Whether the guest negotiated OV5_HP_EVT (the dedicated hotplug source) at CAS.
     hp_evt_negotiated: bool = False
     pending: collections.deque[EventLogEntry] = attrs.field(factory=collections.deque)
+    #: Where the project's ``event_queue`` event goes after every change (None: nowhere).
+    trace: TraceRecorder | None = attrs.field(default=None, repr=False)
+
+    def _trace_change(self, op: str, entry: EventLogEntry | None = None) -> None:
+        """``event_queue``: what changed (``op``, the entry) and every pending entry now.
+
+        Each entry is described as the machine routes it right now (class, IRQ) with
+        its bytes, so a reader of the trace need not know the routing rule.
+        """
+        if self.trace is None or not self.trace.active():
+            return
+        self.trace.emit(
+            "event_queue",
+            op=op,
+            entry=None if entry is None else self._describe(entry),
+            pending=[self._describe(e) for e in self.pending],
+        )
+
+    def _describe(self, entry: EventLogEntry) -> dict[str, object]:
+        source = self.route(entry)
+        return {
+            "source": source.event_class.node_name,
+            "irq": source.irq,
+            "log": entry.to_bytes().hex(),
+        }
 
     # --- sources -----------------------------------------------------------------
 
@@ -126,6 +152,7 @@ class EventQueue:
     def queue(self, entry: EventLogEntry) -> None:
         """Append an entry and pulse its source's IRQ."""
         self.pending.append(entry)
+        self._trace_change("queued", entry)
         self.pulse_irq(self.route(entry).irq)
 
     def queue_hotplug(
@@ -166,6 +193,7 @@ class EventQueue:
         for i, entry in enumerate(self.pending):
             if self.route(entry).event_class.mask & mask:
                 del self.pending[i]
+                self._trace_change("dequeued", entry)
                 return entry
         return None
 
@@ -177,13 +205,19 @@ class EventQueue:
 
     def clear_all(self) -> None:
         """Machine reset: every pending entry is discarded."""
+        had = bool(self.pending)
         self.pending.clear()
+        if had:
+            self._trace_change("cleared")
 
     def clear_hotplug(self) -> None:
         """CAS: hotplug entries are discarded (DRCs were just reset to match)."""
         kept = [e for e in self.pending if (e.summary & 0xFF) != LOG_TYPE_HOTPLUG]
+        dropped = len(self.pending) - len(kept)
         self.pending.clear()
         self.pending.extend(kept)
+        if dropped:
+            self._trace_change("cleared")
 
     def __iter__(self) -> Iterator[EventLogEntry]:
         return iter(self.pending)
@@ -239,3 +273,4 @@ class EventQueue:
                 EventLogEntry(int(item["summary"]), bytes.fromhex(item["extended"]))
             )
         self.hp_evt_negotiated = bool(state["hp_evt_negotiated"])
+        self._trace_change("migration")

@@ -1,7 +1,7 @@
 """The external tools tests compare with: where each is, and QEMU's version.
 
 One table, read by conftest.py (markers ``qemu``, ``dtc``, ``libfdt``,
-``qmp_shell``) and by the tests that run the tools.
+``qmp_shell``, ``chromium``) and by the tests that run the tools.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ TOOLS: dict[str, Tool] = {
     "dtc": Tool("the dtc device-tree compiler", lambda: shutil.which("dtc")),
     "libfdt": Tool("the libfdt C library", lambda: ctypes.util.find_library("fdt")),
     "qmp_shell": Tool("qemu.qmp's qmp-shell", _qmp_shell),
+    "chromium": Tool("Debian's chromium", lambda: shutil.which("chromium")),
 }
 
 QEMU = TOOLS["qemu"].find()

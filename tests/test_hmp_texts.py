@@ -85,7 +85,7 @@ def test_captured_session_line_by_line(index: int) -> None:
 def test_help_lists_the_additions_as_additions() -> None:
     text = monitor().execute("help")
     additions = [x for x in text.splitlines() if ADDITION in x]
-    assert [x.split()[0] for x in additions] == ["guest", "trace"]
+    assert [x.split()[0] for x in additions] == ["dt", "guest", "rtas", "trace", "vcpu"]
     assert all(len(x.split()) >= 2 for x in text.splitlines())
     assert all(len(x.split()) >= 2 for x in monitor().execute("info").splitlines())
 
@@ -128,7 +128,7 @@ def test_trace_show_prints_recorded_events() -> None:
     assert text.splitlines() and all(x.startswith("spapr_drc_attach") for x in text.splitlines())
     assert "0x10000002" in text
     assert hmp.execute("trace") == (
-        "trace: usage: trace show [pattern] | trace diagram [since-ms]\n"
+        "trace: usage: trace show [pattern] | trace diagram [since-ms] | trace draw FILE\n"
     )
     assert hmp.execute("trace show no_such_event") == (
         "trace: no events matching 'no_such_event' recorded\n"

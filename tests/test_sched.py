@@ -902,7 +902,11 @@ def test_state_changes_are_traced_with_qemu_style_fields() -> None:
     legal = {(a.name, b.name) for a, b in TRANSITIONS}
     assert all((old, new) in legal for _, old, new in states)
     assert _exit_reasons(rec) == [(0, "return")]
-    assert rec.select("vcpu_added")[0].fields == {"vcpu": 0, "tid": sched.thread_id(0)}
+    assert rec.select("vcpu_added")[0].fields == {
+        "vcpu": 0,
+        "tid": sched.thread_id(0),
+        "state": "STOPPED",
+    }
 
 
 def test_inactive_recorder_records_nothing_until_subscribed() -> None:

@@ -7,6 +7,8 @@ reference guest from ``guest/`` in its place. ``-guest`` chooses the guest:
 ``drmgr``            an older guest: no OV5_HP_EVT, rtas_errd + drmgr in user space
 ``none``             no operating system: nothing answers hotplug events (like QEMU
                      sitting in SLOF), the mode of the live comparisons with QEMU
+``manual``           no reference guest: the person at the HMP prompt is the guest and
+                     makes its RTAS calls (``rtas``, see ``machine.board.manual_guest``)
 ``ignore-unplug``    Linux that never answers an unplug request
 ``abandon-configure=K``  Linux that stops a configure-connector walk after K calls
 ``wrong-indices``    Linux that calls DR services with wrong DRC indexes and ids
@@ -20,9 +22,10 @@ from __future__ import annotations
 import attrs
 
 from guest import GuestMode, GuestTiming, LinuxGuest, Misbehavior, WrongIndices
+from machine.board.manual_guest import ManualGuest
 from spapr.errors import QemuError
 
-GUEST_KINDS = ("linux", "drmgr", "none")
+GUEST_KINDS = ("linux", "drmgr", "none", "manual")
 
 
 @attrs.frozen
@@ -32,9 +35,13 @@ class GuestChoice:
     mode: GuestMode | None = GuestMode.IN_KERNEL_DLPAR
     misbehavior: Misbehavior = attrs.field(factory=Misbehavior)
     timing: GuestTiming = attrs.field(factory=GuestTiming)
+    #: ``-guest manual``: the prompt plays the guest (``mode`` is then None).
+    manual: bool = False
 
-    def create(self) -> LinuxGuest | None:
+    def create(self) -> LinuxGuest | ManualGuest | None:
         """A fresh guest object, or None for ``-guest none``."""
+        if self.manual:
+            return ManualGuest()
         if self.mode is None:
             return None
         return LinuxGuest(mode=self.mode, misbehavior=self.misbehavior, timing=self.timing)
@@ -44,6 +51,8 @@ def parse_guest_option(text: str | None) -> GuestChoice:
     """Parse ``-guest``; a bad value is refused with a clear message."""
     if text is None:
         return GuestChoice()
+    if text == "manual":
+        return GuestChoice(mode=None, manual=True)
     mode: GuestMode | None = GuestMode.IN_KERNEL_DLPAR
     ignore_unplug = False
     abandon: int | None = None
@@ -57,6 +66,12 @@ def parse_guest_option(text: str | None) -> GuestChoice:
             mode = GuestMode.RTAS_ERRD_DRMGR
         elif key == "none" and not value:
             mode = None
+        elif key == "manual":
+            raise QemuError(
+                "'manual' stands alone: the person at the prompt plays the guest, "
+                "so no guest option applies",
+                location=f"-guest {text}",
+            )
         elif key == "ignore-unplug" and not value:
             ignore_unplug = True
         elif key == "abandon-configure" and value.isdigit():
@@ -67,7 +82,7 @@ def parse_guest_option(text: str | None) -> GuestChoice:
             timing = attrs.evolve(timing, event_scan=value == "on")
         else:
             raise QemuError(
-                f"invalid -guest value '{part}' (use linux, drmgr, none, ignore-unplug, "
+                f"invalid -guest value '{part}' (use linux, drmgr, none, manual, ignore-unplug, "
                 "abandon-configure=K, wrong-indices, event-scan=on|off; combine with '+')",
                 location=f"-guest {text}",
             )

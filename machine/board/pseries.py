@@ -11,6 +11,7 @@ are plain methods; transports live elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
@@ -26,7 +27,8 @@ from machine.config.ghash import drc_container_order
 from machine.config.qemu_opts import QemuWarning
 from machine.config.startup import MachineSetup, reset_warnings
 from machine.sched import VcpuScheduler, VcpuState
-from rtas import GuestMemory, RtasDispatcher
+from rtas import GuestMemory, GuestMemoryError, RtasDispatcher
+from rtas.codes import CC_WORK_AREA_SIZE, ConfigureConnector, RtasStatus
 from rtas.hcalls import Hcall, HcallReturn
 from rtas.tokens import service_name
 from spapr.cas import cas_check_pvr
@@ -40,7 +42,13 @@ from spapr.cpu_models import CpuModel
 from spapr.cpu_node import CpuNodeEnv
 from spapr.cpu_rtas import CpuRtas
 from spapr.drc import DRC, DrcTable, DrcType, drc_index
-from spapr.drc_rtas import register_drc_rtas
+from spapr.drc_rtas import (
+    CC_WA_INDEX,
+    CC_WA_NAME_OFFSET,
+    CC_WA_PROP_LEN,
+    CC_WA_PROP_OFFSET,
+    register_drc_rtas,
+)
 from spapr.errors import QemuError
 from spapr.events import EventQueue
 from spapr.ovec import (
@@ -63,6 +71,10 @@ from spapr.xics import Xics
 #: Number of PHB connectors QEMU creates (SPAPR_MAX_PHBS) and PCI slots of PHB 0.
 SPAPR_MAX_PHBS = 31
 PCI_SLOTS_PER_PHB = 256
+#: First interrupt of the VIO devices (the NVRAM's) and of PHB 0's LSIs; INTA..INTD.
+SPAPR_IRQ_VIO = 0x1100
+SPAPR_IRQ_PCI_LSI = 0x1200
+PCI_NUM_PINS = 4
 #: Where the device tree is placed for the boot CPU: at the top of the RMA (capped at 2 GiB).
 FDT_MAX_SIZE = 0x200000
 FDT_MAX_ADDR = 0x80000000
@@ -162,6 +174,7 @@ class PseriesMachine:
             pulse_irq=self.xics.pulse,
             rtc=lambda: _rtc_time(self.sched.now + self.rtc_offset_ns),
             modern_hotplug_events=setup.modern_hotplug_events,
+            trace=self.trace,
         )
         self.xics.claim(self.events.epow_irq)
         if setup.modern_hotplug_events:
@@ -254,6 +267,7 @@ class PseriesMachine:
                     on_release=self._drc_released,
                     on_unplug_rejected=self._drc_rejected,
                     build_fragment=self._build_fragment,
+                    trace_states=True,
                 )
             if index < self.topology.boot_cores:
                 core = SpaprCpuCore(
@@ -276,6 +290,7 @@ class PseriesMachine:
                 self._new_drc(DrcType.PHB, i, self)
         for type_name in ("spapr-vio-bridge", "spapr-nvram"):
             self.qom.add_child(self.qom.unattached, "device[*]", QomObject(type_name))
+        self._claim_device_irqs()
         phb = QomObject("spapr-pci-host-bridge")
         self.qom.add_child(self.qom.unattached, "device[*]", phb)
         if self.setup.machine.has_pci_drcs:
@@ -286,6 +301,19 @@ class PseriesMachine:
         if phb_drc is not None:
             phb_drc.attach(phb)
             phb_drc.reset()
+
+    def _claim_device_irqs(self) -> None:
+        """The interrupts QEMU's NVRAM (a VIO device) and PHB 0's four LSIs take.
+
+        Their devices are not modelled, but their sources are allocated as in QEMU
+        (fixed numbers, or the next free ones with legacy allocation), so the
+        interrupt controller holds what QEMU's does (``info pic``).
+        """
+        legacy = self.setup.machine.legacy_irq_allocation
+        ics = self.xics.ics
+        self.xics.claim(ics.find_free() if legacy else SPAPR_IRQ_VIO)
+        for pin in range(PCI_NUM_PINS):
+            self.xics.claim(ics.find_free() if legacy else SPAPR_IRQ_PCI_LSI + pin, lsi=True)
 
     def _register_rtas(self) -> None:
         register = self.rtas.register
@@ -420,14 +448,59 @@ class PseriesMachine:
         """Dispatcher observer: one ``rtas_call`` event per call (skipped when nobody records)."""
         if not self.trace.active():
             return
+        name = service_name(call.token) or f"0x{call.token:x}"
         self.trace.emit(
             "rtas_call",
             vcpu=call.caller,
-            name=service_name(call.token) or f"0x{call.token:x}",
+            name=name,
             args=list(call.args),
             status=rets[0] if rets else None,
             rets=list(rets),
         )
+        try:
+            output = self._rtas_output(name, call.args, rets)
+        except GuestMemoryError:
+            output = None  # the guest pointed outside its RAM: nothing to show
+        if output is not None:
+            self.trace.emit("rtas_output", vcpu=call.caller, name=name, **output)
+
+    def _rtas_output(
+        self, name: str, args: Sequence[int], rets: Sequence[int]
+    ) -> dict[str, Any] | None:
+        """What a call left in guest memory for the guest to read (``rtas_output``).
+
+        check-exception: the event log in the caller's buffer; ibm,configure-connector:
+        the work area's node or property name and value. Read back from guest memory, as
+        the guest sees them, so the trace shows what was handed over.
+        """
+        status = rets[0] if rets else None
+        if name == "check-exception" and status == RtasStatus.SUCCESS and len(args) >= 6:
+            buf, length = args[4], args[5]
+            extended = self.memory.ld32(buf + 4)
+            return {
+                "buffer": buf,
+                "event_log": self.memory.read(buf, min(8 + extended, length)).hex(),
+            }
+        if name == "ibm,configure-connector" and len(args) >= 2:
+            wa = (args[1] << 32) | args[0]
+            out: dict[str, Any] = {
+                "work_area": wa,
+                "index": self.memory.ld32(wa + CC_WA_INDEX),
+                "kind": None,
+                "item": None,
+                "value": None,
+            }
+            if status in (ConfigureConnector.NEXT_CHILD, ConfigureConnector.NEXT_PROPERTY):
+                offset = self.memory.ld32(wa + CC_WA_NAME_OFFSET)
+                item = self.memory.read_cstring(wa + offset, CC_WORK_AREA_SIZE - offset)
+                out["item"] = item.decode("latin-1")
+                out["kind"] = "node" if status == ConfigureConnector.NEXT_CHILD else "property"
+            if status == ConfigureConnector.NEXT_PROPERTY:
+                size = self.memory.ld32(wa + CC_WA_PROP_LEN)
+                offset = self.memory.ld32(wa + CC_WA_PROP_OFFSET)
+                out["value"] = self.memory.read(wa + offset, size).hex()
+            return out
+        return None
 
     # ------------------------------------------------------------ monitor side
 
@@ -440,19 +513,39 @@ class PseriesMachine:
         self.journal.append(JournalEntry(self.sched.now, command, dict(args)))
         self.trace.emit("host_command", command=command, args=dict(args))
 
+    @contextlib.contextmanager
+    def _host_operation(
+        self, command: str, args: Mapping[str, Any], *, journal: bool
+    ) -> Iterator[None]:
+        """Journal a host input, run it, and trace its answer as ``host_reply``.
+
+        ``error`` is QEMU's refusal text, None when the command succeeded; an input
+        that is not journaled (refused while migrating) is not traced either.
+        """
+        if not journal:
+            yield
+            return
+        self.record(command, args)
+        try:
+            yield
+        except QemuError as err:
+            self.trace.emit("host_reply", command=command, error=err.message)
+            raise
+        self.trace.emit("host_reply", command=command, error=None)
+
     def device_add(self, args: Mapping[str, Any]) -> SpaprCpuCore:
         """QMP/HMP device_add of a core; QemuError with QEMU's text on refusal."""
-        if not self.migrating:  # refused whatever else is wrong: nothing to replay
-            self.record("device_add", args)
-        request = parse_device_add(
-            args,
-            legacy_core_names=self.legacy_core_names,
-            migrating=self.migrating,
-            existing_ids=self.peripheral_ids,
-            machine_core_types=self._machine_core_types(),
-        )
-        core = build_core(request, smp_threads=self.topology.threads, hotplugged=True)
-        self._realize_and_plug(core, parent="peripheral")
+        # refused whatever else is wrong while migrating: nothing to replay
+        with self._host_operation("device_add", args, journal=not self.migrating):
+            request = parse_device_add(
+                args,
+                legacy_core_names=self.legacy_core_names,
+                migrating=self.migrating,
+                existing_ids=self.peripheral_ids,
+                machine_core_types=self._machine_core_types(),
+            )
+            core = build_core(request, smp_threads=self.topology.threads, hotplugged=True)
+            self._realize_and_plug(core, parent="peripheral")
         return core
 
     def _machine_core_types(self) -> dict[str, CpuModel]:
@@ -462,29 +555,27 @@ class PseriesMachine:
 
     def device_del(self, dev_id: str) -> None:
         """QMP/HMP device_del by id or absolute QOM path."""
-        if not self.migrating:
-            self.record("device_del", {"id": dev_id})
-        obj = (
-            self.qom.resolve(dev_id)
-            if dev_id.startswith("/")
-            else self.qom.peripheral.child(dev_id)
-        )
-        if obj is None:
-            raise QemuError(f"Device '{dev_id}' not found", "DeviceNotFound")
-        payload = obj.payload
-        if isinstance(payload, SpaprCpuCore):
+        with self._host_operation("device_del", {"id": dev_id}, journal=not self.migrating):
+            obj = (
+                self.qom.resolve(dev_id)
+                if dev_id.startswith("/")
+                else self.qom.peripheral.child(dev_id)
+            )
+            if obj is None:
+                raise QemuError(f"Device '{dev_id}' not found", "DeviceNotFound")
+            payload = obj.payload
+            if not isinstance(payload, SpaprCpuCore):
+                raise QemuError(f"{dev_id} is not a hotpluggable device")
             if self.migrating:
                 raise QemuError("device_del not allowed while migrating")
             self.hotplug.unplug_request(payload)
-            return
-        raise QemuError(f"{dev_id} is not a hotpluggable device")
 
     def system_reset(self, reason: str = "host-qmp-system-reset") -> None:
         """Reset the machine (as qemu_system_reset) and emit RESET."""
-        if not reason.startswith("guest"):
-            self.record("system_reset", {"reason": reason})
-        self.reset()
-        self.emit_event("RESET", {"guest": reason.startswith("guest"), "reason": reason})
+        journal = not reason.startswith("guest")
+        with self._host_operation("system_reset", {"reason": reason}, journal=journal):
+            self.reset()
+            self.emit_event("RESET", {"guest": reason.startswith("guest"), "reason": reason})
 
     def query_hotpluggable_cpus(self) -> list[dict[str, Any]]:
         """Every slot, highest core-id first, props node-id and core-id, qom-path if filled."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from machine.board.build import build_machine, print_warnings
 from machine.cli.runner import load_scenario, run_machine, split_runner_options
+from machine.cli.trace_tools import SUBCOMMANDS, write_trace_html
 from machine.config.cmdline import PROG, StartupError, parse_argv
 from machine.migration.replay import incoming_machine_and_stream, runstate_after_incoming
 from spapr.errors import QemuError
@@ -30,11 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator with qemu-system-ppc64's command line; returns the exit status.
 
     The runner's own options (``-scenario``, ``-allow-remote-qmp``) are taken out
-    first; a scenario's first line supplies the machine's arguments.
+    first; a scenario's first line supplies the machine's arguments. A first word
+    naming a subcommand (``trace-draw``, ``trace-report``) runs that tool instead.
     """
     out, err = sys.stdout, sys.stderr
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[words[0]](words[1:])
     try:
-        options, args = split_runner_options(list(sys.argv[1:] if argv is None else argv))
+        options, args = split_runner_options(words)
         scenario = load_scenario(options.scenario) if options.scenario is not None else None
     except QemuError as exc:
         print(exc.report(PROG), file=err)
@@ -49,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if config_probe.help_text is not None:
         out.write(config_probe.help_text)
+        if config_probe.help_error is not None:
+            print(f"{PROG}: {config_probe.help_error}", file=err)
         return 0
     try:
         incoming = incoming_file(args)
@@ -77,14 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"{PROG}: info: dtb dumped to {dumpdtb}. Exiting.", file=err)
         return 0
-    return run_machine(
-        machine,
-        out=out,
-        err=err,
-        options=options,
-        scenario=scenario,
-        incoming_runstate=incoming_runstate,
-    )
+    try:
+        return run_machine(
+            machine,
+            out=out,
+            err=err,
+            options=options,
+            scenario=scenario,
+            incoming_runstate=incoming_runstate,
+        )
+    finally:
+        write_trace_html(machine, err)
 
 
 if __name__ == "__main__":

@@ -152,11 +152,15 @@ def run_machine(
 ) -> int:
     """Serve the machine's monitors until quit; the process exit status."""
     options = options if options is not None else RunnerOptions()
-    control = MachineControl(
-        machine,
-        warn=lambda line: print(line, file=err, flush=True),
-        incoming_runstate=incoming_runstate,
-    )
+    try:
+        control = MachineControl(
+            machine,
+            warn=lambda line: print(line, file=err, flush=True),
+            incoming_runstate=incoming_runstate,
+        )
+    except QemuError as exc:  # -incoming unix:/tcp:/exec: could not start
+        print(exc.report(PROG), file=err)
+        return 1
     if scenario is not None:
         return run_scenario(control, scenario, out=out, err=err)
     config = machine.setup.config
@@ -177,10 +181,13 @@ def run_machine(
         return 1
     source = stdin if stdin is not None else sys.stdin
     try:
-        return asyncio.run(_serve(control, endpoints, bool(config.monitors), source, out, err))
+        status = asyncio.run(_serve(control, endpoints, bool(config.monitors), source, out, err))
     except KeyboardInterrupt:
         print(f"{PROG}: terminating on signal 2", file=err)
         return 0
+    finally:
+        control.close()
+    return status or control.exit_status
 
 
 async def _serve(
@@ -238,6 +245,8 @@ async def _serve(
         tasks.append(asyncio.create_task(stdio_session()))
     if not (stdio and not interactive):
         tasks.append(asyncio.create_task(_pace(control, stop)))
+    if control.incoming is not None or control.runstate.state.value == "inmigrate":
+        tasks.append(asyncio.create_task(_incoming(control, stop)))
     await stop.wait()
     for task in tasks:
         task.cancel()
@@ -246,6 +255,16 @@ async def _serve(
     for server in servers:
         await server.close()
     return 0
+
+
+async def _incoming(control: MachineControl, stop: asyncio.Event) -> None:
+    """Resume an incoming migration (unix:, tcp:, exec:) as soon as its stream is in."""
+    while not stop.is_set():
+        control.poll_incoming()
+        if control.quit_requested:
+            stop.set()
+            return
+        await asyncio.sleep(TICK_S)
 
 
 async def _pace(control: MachineControl, stop: asyncio.Event) -> None:

@@ -6,7 +6,8 @@ in order, and errors name the option (``-numa node,foo=1: Invalid parameter
 'foo'``). What QEMU interprets later (``-machine`` properties, ``-smp``, ``-cpu``,
 ``-numa``, ``-global``) stays in the MachineConfig for ``machine.config.startup``.
 
-Project options (not QEMU's): ``-trace-json FILE``, ``-host-cpu MODEL`` (the
+Project options (not QEMU's): ``-trace-json FILE``, ``-trace-html FILE`` (the
+step-through page of the run, written when the machine quits), ``-host-cpu MODEL`` (the
 modeled KVM host, see ``accel``), ``-legacy-core-names`` (accept QEMU 2.7-era core
 type names such as ``POWER8E-spapr-cpu-core``), ``-guest KIND`` (the reference guest,
 see ``machine.board.guest_loader``). The runner's ``-scenario`` and
@@ -34,6 +35,14 @@ from machine.config.accel import (
     HOST_CPU_TYPE,
     KvmHost,
     lookup_host_model,
+)
+from machine.config.cli_help import (
+    PROG,
+    cpu_help_text,
+    device_help,
+    device_list_lines,
+    help_text,
+    version_text,
 )
 from machine.config.machine_types import (
     MACHINE_TYPES,
@@ -63,8 +72,6 @@ from spapr.cpu_models import (
 )
 from spapr.cpu_names import KNOWN_CPU_TYPES
 from spapr.errors import QemuError
-
-PROG = "qemu-system-ppc64"
 
 #: What ``-smp help`` prints.
 SMP_HELP = "smp-opts options:\n" + "".join(f"  {key}=<num>\n" for key in sorted(SMP_KEYS))
@@ -141,12 +148,15 @@ _ARG_OPTIONS = frozenset(
         "D",
         "display",
         "trace-json",
+        "trace-html",
         "host-cpu",
         "guest",
     ]
 )
 #: Options that take no argument (the migration check compares them too).
 FLAG_OPTIONS = frozenset(["enable-kvm", "nographic", "nodefaults", "S", "legacy-core-names"])
+#: Options that print a text and exit as soon as they are met (after the first pass).
+_HELP_OPTIONS = frozenset(["h", "help", "version"])
 #: qemu-system-ppc64 options this emulator does not model (refused as such).
 _UNMODELED_OPTIONS = frozenset(
     [
@@ -199,9 +209,6 @@ _UNMODELED_OPTIONS = frozenset(
         "watchdog-action",
         "preconfig",
         "set",
-        "version",
-        "h",
-        "help",
         "dump-vmstate",
         "only-migratable",
         "plugin",
@@ -252,6 +259,39 @@ _UNMODELED_OPTIONS = frozenset(
         "sdl",
         "curses",
         "nouserconfig",
+    ]
+)
+
+
+#: The unmodeled options that take no argument (the first pass must know to skip one).
+_UNMODELED_FLAGS = frozenset(
+    [
+        "snapshot",
+        "usb",
+        "portrait",
+        "full-screen",
+        "daemonize",
+        "no-reboot",
+        "no-shutdown",
+        "mem-prealloc",
+        "preconfig",
+        "only-migratable",
+        "no-acpi",
+        "no-hpet",
+        "enable-sync-profile",
+        "old-param",
+        "xen-attach",
+        "xen-domid-restrict",
+        "win2k-hack",
+        "no-fd-bootchk",
+        "alt-grab",
+        "ctrl-grab",
+        "sdl",
+        "curses",
+        "nouserconfig",
+        "singlestep",
+        "s",
+        "audio-help",
     ]
 )
 
@@ -328,10 +368,14 @@ class MachineConfig:
     traces: list[TraceSpec] = attrs.field(factory=list)
     log_file: str | None = None
     trace_json: str | None = None
+    #: ``-trace-html FILE``: the step-through page of the run, written at quit.
+    trace_html: str | None = None
     host_cpu: str = "POWER9"
     legacy_core_names: bool = False
     guest: str | None = None
     help_text: str | None = None
+    #: What a help request printed on stderr (QEMU still exits 0 after it).
+    help_error: str | None = None
     warnings: list[QemuWarning] = attrs.field(factory=list)
 
     @property
@@ -340,11 +384,64 @@ class MachineConfig:
         return KvmHost(lookup_host_model(self.host_cpu))
 
 
+def _option_name(word: str) -> str:
+    """The option a word names: QEMU takes ``--opt`` as ``-opt``."""
+    return word[2:] if word.startswith("--") else word[1:]
+
+
+def _first_pass(argv: Sequence[str]) -> None:
+    """QEMU's first look at the line: every option must exist and have its argument.
+
+    This runs before any option acts, so ``-h -bogus`` is "invalid option", not help.
+    Words that are not options (QEMU's disk images) wait for the second pass.
+    """
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if not word.startswith("-"):
+            continue
+        name = _option_name(word)
+        if name in FLAG_OPTIONS or name in _HELP_OPTIONS or name in _UNMODELED_FLAGS:
+            continue
+        if name in _ARG_OPTIONS or name in _UNMODELED_OPTIONS:
+            if i >= len(argv):
+                raise QemuError("requires an argument", location=word)
+            i += 1
+            continue
+        raise QemuError("invalid option", location=word)
+
+
+def _wants_device_help(spec: DeviceSpec) -> bool:
+    """QEMU's device_help_func test: ``-device help`` or a ``help``/``?`` option."""
+    if spec.json is not None:
+        return False
+    driver = spec.driver
+    if driver in ("help", "?"):
+        return True
+    return driver is not None and any(key in ("help", "?") for key, _ in spec.props)
+
+
+def _device_help(config: MachineConfig, spec: DeviceSpec) -> None:
+    """Set the help text (or the error) that ``-device ...help`` prints."""
+    driver = spec.driver or ""
+    if driver in ("help", "?"):
+        config.help_text = "\n".join(device_list_lines()) + "\n"
+        return
+    lines, error = device_help(driver, legacy_core_names=config.legacy_core_names)
+    config.help_text = "".join(line + "\n" for line in lines)
+    if error is not None:
+        config.help_error = f"{spec.location}: {error}"
+
+
 def parse_argv(argv: Sequence[str]) -> MachineConfig:
     """Read a command line (without the program name); StartupError on refusal.
 
-    If ``help_text`` is set on the result (``-M help``, ``-smp help``) QEMU would
-    print it and exit 0 without starting: the rest of the line is not read.
+    If ``help_text`` is set on the result QEMU would print it (and ``help_error``
+    on stderr) and exit 0 without starting. ``-h``, ``-version`` and ``-M help``
+    act when met, so the rest of the line is not read; ``-cpu help`` and ``-device
+    help`` act once every option is read (QEMU's qemu_process_help_options), the
+    CPU list first.
     """
     config = MachineConfig(argv=tuple(argv))
     stores = {
@@ -358,11 +455,15 @@ def parse_argv(argv: Sequence[str]) -> MachineConfig:
     }
     i = 0
     try:
+        _first_pass(argv)
         while i < len(argv):
             word = argv[i]
             if not word.startswith("-"):
                 raise QemuError("disk images are not modeled by this emulator", location=word)
-            name = word[2:] if word.startswith("--") else word[1:]
+            name = _option_name(word)
+            if name in _HELP_OPTIONS:
+                config.help_text = version_text() if name == "version" else help_text()
+                return config
             if name in _ARG_OPTIONS:
                 if i + 1 >= len(argv):
                     raise QemuError("requires an argument", location=word)
@@ -370,7 +471,7 @@ def parse_argv(argv: Sequence[str]) -> MachineConfig:
                 location = f"{word} {optarg}"
                 i += 2
                 _option(config, stores, name, optarg, location)
-                if config.help_text is not None:
+                if config.help_text is not None and name not in ("cpu", "device"):
                     return config
             elif name in FLAG_OPTIONS:
                 i += 1
@@ -381,6 +482,10 @@ def parse_argv(argv: Sequence[str]) -> MachineConfig:
                 raise QemuError("invalid option", location=word)
     except QemuError as err:
         raise StartupError(err, config.warnings) from None
+    if config.help_text is None:
+        wanted = next((d for d in config.devices if _wants_device_help(d)), None)
+        if wanted is not None:
+            _device_help(config, wanted)
     return config
 
 
@@ -430,8 +535,8 @@ def _option(
     elif name == "m":
         config.memory.parse(arg, location=location, warnings=warnings)
     elif name == "cpu":
-        if arg in ("help", "?"):
-            raise QemuError("listing CPU models is not modeled by this emulator", location=location)
+        # the last -cpu counts: a later model cancels an earlier "help"
+        config.help_text = cpu_help_text() if arg in ("help", "?") else None
         config.cpu_option = arg
     elif name == "numa":
         config.numa.append(stores["numa"].parse(arg, location=location, warnings=warnings))
@@ -481,6 +586,8 @@ def _option(
         config.display = arg
     elif name == "trace-json":
         config.trace_json = arg
+    elif name == "trace-html":
+        config.trace_html = arg
     elif name == "host-cpu":
         try:
             lookup_host_model(arg)

@@ -4,16 +4,24 @@ Three lanes — the management client, the machine (QEMU's side) and the guest �
 one row per message between them: host commands (``host_command``), QMP events
 (``qmp_event``), interrupts raised towards the guest (``xics_ics_set_irq_msi`` of an
 unmasked or masked source) and every RTAS call with its arguments and status
-(``rtas_call``). Internal transitions (``spapr_drc_*``) are shown as notes on the
-machine's lane (CPU connectors only), so a reader can follow a DRC from U to C and
-back.
+(``rtas_call``), numbers and names printed as every picture prints them
+(:mod:`machine.diagrams.words`). Internal transitions (``spapr_drc_*``) are shown as
+notes on the machine's lane (CPU connectors only), so a reader can follow a DRC from U
+to C and back.
+
+Refusals are marked ✗: a host command the machine refused (its ``host_reply`` carries
+the error) ends in ``──────✗`` followed by QEMU's message, a refused RTAS call's arrow
+is ``◄───✗──``, and a transition the connector refused is noted with its code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import enum
+from collections.abc import Iterable, Mapping, Sequence
 
-from spapr.drc import DrcType
+from machine.diagrams.words import describe_call, named
+from rtas.codes import AllocationState, IsolationState, RtasStatus
+from spapr.drc import DrcType, StateCause
 from spapr.trace import TraceEvent
 
 #: Column where each lane's text starts.
@@ -28,20 +36,21 @@ NOTE_EVENTS = (
     "spapr_drc_awaiting_quiesce",
     "spapr_drc_reset",
 )
-_ALLOCATION = {0: "UNUSABLE", 1: "USABLE"}
-_ISOLATION = {0: "ISOLATED", 1: "UNISOLATED"}
+#: The indicator value each ``spapr_drc_set_*_state`` note names.
+_NOTE_VALUES: Mapping[str, type[enum.IntEnum]] = {
+    "spapr_drc_set_allocation_state": AllocationState,
+    "spapr_drc_set_isolation_state": IsolationState,
+}
+ARROW_IN, ARROW_IN_REFUSED = "◄──────", "◄───✗──"
+ARROW_OUT, ARROW_OUT_REFUSED = "──────►", "──────✗"
 
 
-#: Arguments printed in decimal whatever their size (sensor and indicator types).
-_DECIMAL_ARGS = {"set-indicator": (0,), "get-sensor-state": (0,)}
-
-
-def _hexes(values: Sequence[object], decimal: Sequence[int] = ()) -> str:
-    """Arguments as a reader expects them: addresses and DRC indexes in hex, the rest decimal."""
-    return ", ".join(
-        f"0x{v:x}" if isinstance(v, int) and v >= 0x400 and i not in decimal else str(v)
-        for i, v in enumerate(values)
-    )
+def _value_name(kind: type[enum.IntEnum], value: int) -> str:
+    """An indicator value by its rtas.codes name (``USABLE``), else the number."""
+    try:
+        return kind(value).name
+    except ValueError:
+        return str(value)
 
 
 def _row(t: int, column: int, text: str) -> str:
@@ -49,30 +58,49 @@ def _row(t: int, column: int, text: str) -> str:
     return (stamp + " " * max(1, column - len(stamp)) + text).rstrip()
 
 
-def _describe(event: TraceEvent) -> tuple[int, str] | None:
+def _describe(event: TraceEvent, refusal: str | None = None) -> tuple[int, str] | None:
+    """The column and text of an event's row (None: not drawn); ``refusal``: QEMU's error
+    text when this host command was refused."""
     f = event.fields
     name = event.name
     if name == "host_command":
-        return MGMT, f"{f['command']} {_args(f.get('args', {}))} ──────►"
+        command = f"{f['command']} {_args(f.get('args', {}))}"
+        if refusal is not None:
+            return MGMT, f"{command} {ARROW_OUT_REFUSED} {refusal}"
+        return MGMT, f"{command} {ARROW_OUT}"
     if name == "qmp_event":
         return MGMT, f"◄────── {f['name']} {_args(f.get('data', {}))}"
     if name == "rtas_call":
-        args = _hexes(f.get("args", []), _DECIMAL_ARGS.get(f["name"], ()))
-        rets = f.get("rets") or []
-        status = rets[0] if rets else "-"
-        extra = f" {_hexes(rets[1:])}" if len(rets) > 1 else ""
-        return MACHINE, f"◄────── [vcpu {f['vcpu']}] {f['name']}({args}) = {status}{extra}"
+        call = describe_call(f["name"], f.get("args", []), f.get("rets") or [])
+        arrow = ARROW_IN_REFUSED if call.refused else ARROW_IN
+        result = call.result or "-"
+        return MACHINE, f"{arrow} [vcpu {f['vcpu']}] {call.call} = {result}"
     if name == "xics_ics_set_irq_msi":
         return MACHINE, f"irq 0x{f['nr']:x} ──────►"
     if name in NOTE_EVENTS and f["index"] >> 28 == DrcType.CPU.shift:
         label = name.removeprefix("spapr_drc_").replace("_", " ")
-        detail = ""
-        if name == "spapr_drc_set_allocation_state":
-            detail = f" {_ALLOCATION.get(f['state'], f['state'])}"
-        elif name == "spapr_drc_set_isolation_state":
-            detail = f" {_ISOLATION.get(f['state'], f['state'])}"
+        kind = _NOTE_VALUES.get(name)
+        detail = f" {_value_name(kind, f['state'])}" if kind is not None else ""
         return MACHINE, f"  (drc 0x{f['index']:x}: {label}{detail})"
+    if name == "drc_state" and (f.get("code") or 0) < 0 and f["op"] != StateCause.RESET.value:
+        guard = f", {f['guard']}" if f.get("guard") else ""
+        code = named(f["code"], RtasStatus)
+        return MACHINE, f"  (drc 0x{f['index']:x}: ✗ {f['op']} refused: {code}{guard})"
     return None
+
+
+def _refusals(events: Sequence[TraceEvent]) -> Mapping[int, str]:
+    """QEMU's error text of each refused host command, by the command's event index."""
+    refused: dict[int, str] = {}
+    command: int | None = None
+    for i, event in enumerate(events):
+        if event.name == "host_command":
+            command = i
+        elif event.name == "host_reply" and command is not None:
+            if event.fields.get("error") is not None:
+                refused[command] = str(event.fields["error"])
+            command = None
+    return refused
 
 
 def _args(args: object) -> str:
@@ -95,10 +123,12 @@ def sequence_diagram(events: Iterable[TraceEvent], *, since_ns: int = 0) -> list
     last_text: str | None = None
     repeats = 0
     first_t = 0
-    for event in events:
+    events = list(events)
+    refusals = _refusals(events)
+    for i, event in enumerate(events):
         if event.t < since_ns:
             continue
-        described = _describe(event)
+        described = _describe(event, refusals.get(i))
         if described is None:
             continue
         if event.name == "xics_ics_set_irq_msi":

@@ -80,6 +80,7 @@ import attrs
 from guest import LinuxGuest
 from machine.board.build import create_machine, print_warnings
 from machine.board.guest_loader import parse_guest_option
+from machine.board.manual_guest import ManualGuest
 from machine.board.pseries import JournalEntry, PseriesMachine
 from machine.board.trace_sinks import trace_recorder
 from machine.config.cmdline import FLAG_OPTIONS, MachineConfig, parse_argv
@@ -100,18 +101,20 @@ __all__ = [
     "file_uri_path",
     "incoming_machine",
     "load_stream",
+    "parse_stream",
     "replay",
     "replay_argv",
     "resume",
     "runstate_after_incoming",
     "save",
+    "stream_bytes",
 ]
 
 #: Journal command the target records when it resumes (replays re-apply QEMU's losses).
 INCOMING_ENTRY = "incoming-migration"
 #: Options taken from the target's command line (QEMU lets them differ).
 TARGET_OPTIONS = frozenset(
-    {"qmp", "monitor", "incoming", "S", "trace", "D", "trace-json", "scenario"}
+    {"qmp", "monitor", "incoming", "S", "trace", "D", "trace-json", "trace-html", "scenario"}
     | {"display", "nographic"}
 )
 #: Options of the source that the target's command line need not repeat (guest RAM).
@@ -178,13 +181,20 @@ def _guest_shape(guest: LinuxGuest) -> tuple[Any, ...]:
 def _check_rebuildable(machine: PseriesMachine) -> None:
     """Refuse a machine its command line would not rebuild (so no target could resume it)."""
     config = machine.setup.config
+    if isinstance(machine.guest, ManualGuest):
+        raise QemuError(
+            "migration: a machine whose guest is played at the prompt (-guest manual) cannot "
+            "be migrated: the stream carries the reference guest's inputs, not your rtas calls"
+        )
     expected = parse_guest_option(config.guest).create()
     guest = machine.guest
     if expected is None:
         rebuildable = guest is None and machine.guest_program_factory is None
     else:
-        rebuildable = isinstance(guest, LinuxGuest) and _guest_shape(guest) == _guest_shape(
-            expected
+        rebuildable = (
+            isinstance(guest, LinuxGuest)
+            and isinstance(expected, LinuxGuest)
+            and _guest_shape(guest) == _guest_shape(expected)
         )
     if not rebuildable:
         raise QemuError(
@@ -216,6 +226,11 @@ def capture(machine: PseriesMachine, *, runstate: str | None = None) -> Migratio
     )
 
 
+def stream_bytes(machine: PseriesMachine, *, runstate: str | None = None) -> bytes:
+    """The bytes a migration of ``machine`` sends, whatever carries them."""
+    return capture(machine, runstate=runstate).to_json().encode()
+
+
 def save(machine: PseriesMachine, path: str, *, runstate: str | None = None) -> MigrationResult:
     """``migrate file:PATH``: write the machine's stream; QemuError on refusal or I/O failure."""
     stream = capture(machine, runstate=runstate)
@@ -244,11 +259,16 @@ def load_stream(path: str) -> MigrationStream:
             data = f.read()
     except OSError as exc:
         raise QemuError(f"Failed to open file '{path}': {exc.strerror}") from None
+    return parse_stream(data, f"'{path}'")
+
+
+def parse_stream(data: bytes, origin: str) -> MigrationStream:
+    """A stream from its bytes (``origin`` names where they came from in errors)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise QemuError(f"migration: '{path}' is not a migration stream of this emulator") from None
-    return MigrationStream.from_json(text, origin=f"'{path}'")
+        raise QemuError(f"migration: {origin} is not a migration stream of this emulator") from None
+    return MigrationStream.from_json(text, origin=origin)
 
 
 def incoming_machine(stream_path: str, target_argv: Sequence[str], err: TextIO) -> PseriesMachine:

@@ -19,9 +19,12 @@ from typing import Any, Protocol
 from machine.board.pseries import PseriesMachine, QmpEvent
 from machine.config.cmdline import PROG
 from machine.config.startup import reset_warnings
+from machine.config.version import PACKAGE as PACKAGE
+from machine.config.version import QEMU_VERSION as QEMU_VERSION
 from machine.monitor.migrate_commands import (
     Migration,
     MigrationBackend,
+    MigrationStats,
     MigrationStatus,
     UnsupportedMigration,
 )
@@ -29,11 +32,6 @@ from machine.monitor.qom_props import Kind, QomView
 from machine.monitor.runstate import RunState, RunStateMachine
 from machine.sched import VcpuState
 from spapr.errors import QemuError
-
-#: The QEMU release whose monitor this one reproduces (query-version, the greeting).
-QEMU_VERSION = (7, 2, 22)
-#: The package string: names this emulator, not a QEMU build.
-PACKAGE = "spapr-hotplug 0.1.0, a pure-Python model of QEMU 7.2's pseries CPU hotplug"
 
 #: Default bound on virtual time spent settling after one scripted command.
 SETTLE_LIMIT_NS = 10_000_000_000
@@ -68,50 +66,81 @@ def event_message(name: str, data: Mapping[str, Any] | None, when: float) -> dic
     return message
 
 
-class FileMigration:
-    """The ``file:`` migration backend (the other schemes are refused as unsupported).
+class StreamMigration:
+    """The migration backend: the stream (machine.migration) over the URI's transport.
 
-    Outgoing: setup, active, the stream written (machine.migration.save), completed;
-    the source then stops in ``postmigrate`` as QEMU's does. Incoming (``-incoming
-    defer`` + migrate-incoming): the stream is resumed into a new machine that the
-    control serves from then on.
+    Outgoing: setup, active, the stream captured and sent over ``file:``, ``unix:``,
+    ``tcp:`` or ``exec:`` (machine.migration.transport), completed; the source then
+    stops in ``postmigrate`` as QEMU's does. A socket or command that cannot be
+    reached fails the migration as QEMU does (status failed, the reason on stderr),
+    not the command; ``file:`` errors and the model's refusals fail the command.
+    Incoming: ``file:`` is read at once; the others listen (or run the command)
+    and :meth:`MachineControl.poll_incoming` resumes the stream once it has come.
+    Other schemes QEMU knows (``fd:``, ``vsock:``, ``rdma:``) are refused plainly.
     """
 
     def __init__(self, control: MachineControl) -> None:
         self.control = control
 
     def start_outgoing(self, migration: Migration, uri: str) -> None:
-        from machine.migration.replay import file_uri_path, save
+        from machine.migration.replay import stream_bytes
+        from machine.migration.transport import CARRIED_SCHEMES, parse_uri, send_stream
 
-        if not uri.startswith("file:"):
+        if not uri.startswith(CARRIED_SCHEMES):
             UnsupportedMigration().start_outgoing(migration, uri)
+        target = parse_uri(uri)
         control = self.control
         before = control.runstate.state.value
+        started = time.monotonic()
         migration.set_status(MigrationStatus.SETUP)
         migration.set_status(MigrationStatus.ACTIVE)
+        # the VM is stopped from here on: capturing and sending are the downtime
+        sending = time.monotonic()
         try:
-            save(control.machine, file_uri_path(uri), runstate=before)
+            data = stream_bytes(control.machine, runstate=before)
         except QemuError:
             migration.set_status(MigrationStatus.FAILED)
             raise
+        try:
+            send_stream(target, data)
+        except QemuError as exc:
+            if target.scheme == "file":
+                migration.set_status(MigrationStatus.FAILED)
+                raise
+            migration.fail(exc.message)
+            control.warn(exc.report(PROG))
+            return
+        done = time.monotonic()
+        migration.stats = MigrationStats(
+            total_time_ms=round((done - started) * 1000),
+            setup_time_ms=round((sending - started) * 1000),
+            downtime_ms=round((done - sending) * 1000),
+            transferred=len(data),
+            ram_size=control.machine.setup.ram_size,
+        )
         migration.set_status(MigrationStatus.COMPLETED)
         control.enter_postmigrate()
 
     def start_incoming(self, migration: Migration, uri: str) -> None:
-        from machine.migration.replay import file_uri_path, load_stream, resume
+        from machine.migration.replay import load_stream, resume
+        from machine.migration.transport import CARRIED_SCHEMES, IncomingChannel, parse_uri
 
-        if not uri.startswith("file:"):
+        if not uri.startswith(CARRIED_SCHEMES):
             UnsupportedMigration().start_incoming(migration, uri)
         control = self.control
-        migration.set_status(MigrationStatus.ACTIVE)
-        try:
-            stream = load_stream(file_uri_path(uri))
-            machine = resume(stream, control.machine, io.StringIO())
-        except QemuError:
-            migration.set_status(MigrationStatus.FAILED)
-            raise
-        control.swap_machine(machine)
-        control.finish_incoming()
+        if uri.startswith("file:"):
+            migration.set_status(MigrationStatus.ACTIVE)
+            try:
+                stream = load_stream(parse_uri(uri).path)
+                machine = resume(stream, control.machine, io.StringIO())
+            except QemuError:
+                migration.set_status(MigrationStatus.FAILED)
+                raise
+            control.swap_machine(machine)
+            control.finish_incoming()
+            return
+        control.incoming = IncomingChannel(parse_uri(uri))
+        migration.listening = control.incoming.socket_addresses()
 
 
 def guest_of(machine: PseriesMachine) -> Any:
@@ -140,11 +169,15 @@ class MachineControl:
         self.wall_clock = wall_clock
         self.warn = warn if warn is not None else (lambda _line: None)
         self.view = QomView(machine)
-        backend = migration_backend if migration_backend is not None else FileMigration(self)
+        backend = migration_backend if migration_backend is not None else StreamMigration(self)
         self.migration = Migration(backend)
         self.migration.on_status.append(self._migration_status)
         self.sinks: list[EventSink] = []
         self.quit_requested = False
+        #: The process's exit status once it quits (1 after a failed incoming migration).
+        self.exit_status = 0
+        #: An incoming migration waiting for its stream (unix:, tcp:, exec:).
+        self.incoming: Any = None
         self._boot_pending = True
         self._wall_base: float | None = None
         self._virt_base = 0
@@ -160,6 +193,8 @@ class MachineControl:
         machine.event_listeners.append(self._machine_event)
         if incoming_runstate is not None:
             self._incoming_done(RunState(incoming_runstate))
+        elif config.incoming not in (None, "defer"):
+            self._listen_at_startup(config.incoming)
         self._maybe_boot()
 
     # ------------------------------------------------------------ events
@@ -299,6 +334,59 @@ class MachineControl:
         """migrate-incoming (needs -incoming defer)."""
         self.migration.migrate_incoming(uri, inmigrate=self.runstate.state is RunState.INMIGRATE)
 
+    def _listen_at_startup(self, uri: str) -> None:
+        """``-incoming URI`` (not defer, not the file: main.py already loaded): start now.
+
+        QemuError names the option, as QEMU's start-up refusal does.
+        """
+        try:
+            self.migration.migrate_incoming(uri, inmigrate=True)
+        except QemuError as err:
+            err.location = f"-incoming {uri}"
+            raise
+
+    def poll_incoming(self) -> None:
+        """Resume the incoming stream if it has arrived (the transports call this often).
+
+        The target takes the run state the stream implies (running unless -S, or the
+        source's paused state). A stream that does not load ends the process with
+        status 1, as QEMU's "load of migration failed" does.
+        """
+        channel = self.incoming
+        if channel is None:
+            return
+        from machine.migration.replay import parse_stream, resume, runstate_after_incoming
+
+        try:
+            data = channel.poll()
+            if data is None:
+                return
+            self.incoming = None
+            self.migration.listening = []
+            self.migration.set_status(MigrationStatus.ACTIVE)
+            stream = parse_stream(data, f"the stream from {channel.uri.text}")
+            machine = resume(stream, self.machine, io.StringIO())
+        except QemuError as err:
+            self.incoming = None
+            self.migration.listening = []
+            self.migration.fail(err.message)
+            self.warn(f"{PROG}: load of migration failed: {err.message}")
+            self.exit_status = 1
+            self.quit_requested = True
+            return
+        self.swap_machine(machine)
+        state = runstate_after_incoming(stream, self.runstate.autostart)
+        if state == RunState.RUNNING.value:
+            self.finish_incoming()
+        else:
+            self._incoming_done(RunState(state))
+
+    def close(self) -> None:
+        """The process is quitting: stop waiting for an incoming stream."""
+        if self.incoming is not None:
+            self.incoming.close()
+            self.incoming = None
+
     def _incoming_done(self, state: RunState) -> None:
         """``-incoming file:`` loaded at start-up: take the run state the stream implies."""
         self.migration.incoming_started = True
@@ -354,6 +442,9 @@ class MachineControl:
     def quiet(self) -> bool:
         """No runnable vCPU, no queued event, every CPU connector at rest, no thread waiting."""
         machine = self.machine
+        if getattr(self.guest, "waits_for_prompt", False):
+            # -guest manual: nothing moves until the person at the prompt acts
+            return not machine.sched.runnable_count()
         if machine.sched.runnable_count() or len(machine.events):
             return False
         for slot in machine.slots:

@@ -10,7 +10,12 @@ at the end of line`` followed by ``Try "help <cmd>" for more information``.
 Command errors print ``Error: <message>``.
 
 Project additions, marked as such in ``help``: ``guest ...`` (views of the
-reference guest: lscpu, numactl -H, the sysfs CPU masks) and ``trace show``.
+reference guest: lscpu, numactl -H, the sysfs CPU masks), ``trace show``, ``trace
+diagram`` and ``trace draw FILE`` (the handshake as text or SVG, machine.diagrams), and
+for playing the guest by hand (``-guest manual``) ``rtas`` (machine.monitor.hmp_rtas),
+``vcpu``, ``dt show``, ``info drc``, ``info events`` and ``info pending``
+(machine.monitor.hmp_views). QEMU's ``info pic`` and the migration commands
+(machine.monitor.hmp_migrate) print QEMU 7.2's texts.
 """
 
 from __future__ import annotations
@@ -20,23 +25,23 @@ from typing import Any
 
 import attrs
 
+from machine.board.manual_guest import ManualGuest
+from machine.config.cli_help import CORE_PROPERTY_HELP, device_list_lines
 from machine.config.qemu_opts import OptsList, parse_qemu_opts
+from machine.diagrams.pictures import DRAW_USAGE, draw_svg, parse_draw_words
 from machine.diagrams.sequence_text import sequence_diagram
 from machine.monitor.control import PACKAGE, QEMU_VERSION, MachineControl
+from machine.monitor.hmp_migrate import info_migrate, migrate, migrate_incoming
+from machine.monitor.hmp_rtas import RtasPrompt, rtas_help_lines
+from machine.monitor.hmp_views import dt_show, info_drc, info_events, info_pending, info_pic
 from machine.monitor.qtree import qtree_lines
+from machine.sched import VcpuState
 from spapr.cpu_models import CPU_MODELS
 from spapr.errors import QemuError
 
 #: Marks project commands in ``help`` so nobody mistakes them for QEMU's.
 ADDITION = "[emulator addition] "
 _DEVICE_OPTS = OptsList("device", implied="driver")
-#: qdev_device_help for a spapr core type (QEMU 7.2's property list and defaults).
-CORE_PROPERTY_HELP = (
-    "  core-id=<int>",
-    "  node-id=<int32>        -  (default: -1)",
-    "  nr-threads=<int>",
-    "  pre-3.0-migration=<bool> -  (default: false)",
-)
 #: The order ``info hotpluggable-cpus`` prints instance properties in.
 CPU_INSTANCE_PROPS = ("node-id", "socket-id", "die-id", "cluster-id", "core-id", "thread-id")
 GUEST_FILES = {
@@ -71,6 +76,29 @@ INFO_COMMANDS: tuple[HmpCommand, ...] = tuple(
     sorted(
         (
             HmpCommand("cpus", "", "", "show infos for each CPU", "info_cpus"),
+            HmpCommand(
+                "drc",
+                "which:s?",
+                "[cpu|phb|pci|index]",
+                ADDITION + "show every DR connector's state",
+                "info_drc",
+            ),
+            HmpCommand(
+                "events",
+                "name:s?",
+                "[name]",
+                ADDITION + "show the QMP events so far, with their virtual time",
+                "info_events",
+            ),
+            HmpCommand("migrate", "", "", "show migration status", "info_migrate"),
+            HmpCommand(
+                "pending",
+                "",
+                "",
+                ADDITION + "show the events and interrupts waiting for the guest",
+                "info_pending",
+            ),
+            HmpCommand("pic", "", "", "show PIC state", "info_pic"),
             HmpCommand(
                 "hotpluggable-cpus",
                 "",
@@ -123,10 +151,49 @@ HMP_COMMANDS: tuple[HmpCommand, ...] = tuple(
                 "guest",
             ),
             HmpCommand(
+                "rtas",
+                "cmdline:S?",
+                "name|token [arg...]",
+                ADDITION + "make an RTAS call as the guest (-guest manual)",
+                "rtas",
+            ),
+            HmpCommand(
+                "vcpu",
+                "id:s?",
+                "[id]",
+                ADDITION + "show or choose the vCPU the rtas calls come from",
+                "vcpu",
+            ),
+            HmpCommand(
+                "dt",
+                "cmdline:S?",
+                "show [path]",
+                ADDITION + "show the device tree as the guest sees it now",
+                "dt",
+            ),
+            HmpCommand(
+                "migrate",
+                "detach:-d,blk:-b,inc:-i,resume:-r,uri:s",
+                "[-d] [-b] [-i] [-r] uri",
+                "migrate to URI (using -d to not wait for completion)"
+                "\n\t\t\t -b for migration without shared storage with full copy of disk"
+                "\n\t\t\t -i for migration without shared storage with incremental copy of "
+                "disk (base image shared between src and destination)"
+                "\n\t\t\t -r to resume a paused migration",
+                "migrate",
+            ),
+            HmpCommand(
+                "migrate_incoming",
+                "uri:s",
+                "uri",
+                "Continue an incoming migration from an -incoming defer",
+                "migrate_incoming",
+            ),
+            HmpCommand(
                 "trace",
                 "cmdline:S?",
-                "show [pattern]|diagram [since-ms]",
-                ADDITION + "print the trace events so far, or a sequence diagram of them",
+                f"show [pattern]|diagram [since-ms]|draw {DRAW_USAGE}",
+                ADDITION + "print the trace events so far, a sequence diagram, or draw it as SVG",
                 "trace",
             ),
         ),
@@ -243,13 +310,16 @@ class HmpMonitor:
     def _parse_arguments(self, cmd: HmpCommand, line: str, pos: int) -> dict[str, Any]:
         """monitor_parse_arguments for the argument types the table uses."""
         args: dict[str, Any] = {}
-        for spec in filter(None, cmd.args_type.split(",")):
+        specs = [s for s in cmd.args_type.split(",") if s]
+        for n, spec in enumerate(specs):
             key, _, kind = spec.partition(":")
             optional = kind.endswith("?")
             kind = kind.rstrip("?")
             while pos < len(line) and _is_space(line[pos]):
                 pos += 1
-            if kind == "s":
+            if kind.startswith("-"):
+                args[key], pos = self._flag(cmd, line, pos, kind[1:], specs[n + 1 :])
+            elif kind == "s":
                 if optional and pos >= len(line):
                     continue
                 got = _get_str(line, pos)
@@ -278,6 +348,21 @@ class HmpMonitor:
             self.print(f"{cmd.name}: extraneous characters at the end of line")
             raise HmpParseError
         return args
+
+    def _flag(
+        self, cmd: HmpCommand, line: str, pos: int, flag: str, later: list[str]
+    ) -> tuple[bool, int]:
+        """An optional ``-X`` flag: taken if present; a flag of a later argument is left
+        for it; any other ``-X`` is "unsupported option" (QEMU checks them in table order)."""
+        if pos >= len(line) or line[pos] != "-":
+            return False, pos
+        given = line[pos + 1 : pos + 2]
+        if given == flag:
+            return True, pos + 2
+        if not any(s.partition(":")[2] == f"-{given}" for s in later):
+            self.print(f"{cmd.name}: unsupported option -{given}")
+            raise HmpParseError
+        return False, pos
 
     def _device_opts(self, text: str) -> dict[str, Any]:
         """qemu_opts_parse_noisily for -device syntax; QEMU reports its errors on stderr."""
@@ -313,13 +398,16 @@ class HmpMonitor:
                 if cmd.sub_table:
                     self._help(cmd.sub_table, words, index + 1)
                 else:
-                    self._help_line(cmd, words[:index])
+                    self._help_line(cmd, words[:index], detail=True)
                 return
         self.print(f"unknown command: '{' '.join(words[: index + 1])}'")
 
-    def _help_line(self, cmd: HmpCommand, prefix: list[str]) -> None:
+    def _help_line(self, cmd: HmpCommand, prefix: list[str], detail: bool = False) -> None:
         lead = "".join(f"{w} " for w in prefix)
         self.print(f"{lead}{cmd.name} {cmd.params} -- {cmd.help}")
+        if detail and cmd.name == "rtas":
+            for line in rtas_help_lines():
+                self.print(line)
 
     def cmd_info_help(self, args: dict[str, Any]) -> None:
         self._help(HMP_COMMANDS, ["info"], 0)
@@ -341,10 +429,8 @@ class HmpMonitor:
     def cmd_device_add(self, args: dict[str, Any]) -> None:
         driver = args.get("driver")
         if driver in ("help", "?"):
-            self.print("CPU devices:")
-            for core_type in sorted(m.core_type for m in CPU_MODELS):
-                self.print(f'name "{core_type}"')
-            self.print()
+            for line in device_list_lines():
+                self.print(line)
             return
         wants_help = "help" in args or "?" in args
         if wants_help and any(m.core_type == driver for m in CPU_MODELS):
@@ -368,9 +454,14 @@ class HmpMonitor:
 
     def cmd_info_cpus(self, args: dict[str, Any]) -> None:
         current = self._current_cpu()
-        for cpu in self.control.machine.query_cpus_fast():
+        machine = self.control.machine
+        manual = machine.guest if isinstance(machine.guest, ManualGuest) else None
+        for cpu in machine.query_cpus_fast():
             mark = "*" if cpu["cpu-index"] == current else " "
-            self.print(f"{mark} CPU #{cpu['cpu-index']}: thread_id={cpu['thread-id']}")
+            line = f"{mark} CPU #{cpu['cpu-index']}: thread_id={cpu['thread-id']}"
+            if manual is not None:  # the project's note: QEMU 7.2 prints no thread state
+                line += f" ({_manual_cpu_state(machine, manual, cpu['cpu-index'])})"
+            self.print(line)
 
     def _current_cpu(self) -> int | None:
         if self._cpu_index is not None and self.control.has_cpu(self._cpu_index):
@@ -411,11 +502,54 @@ class HmpMonitor:
         for line in view.composition(node):
             self.print(line)
 
+    def cmd_info_pic(self, args: dict[str, Any]) -> None:
+        for line in info_pic(self.control.machine):
+            self.print(line)
+
+    def cmd_info_drc(self, args: dict[str, Any]) -> None:
+        for line in info_drc(self.control.machine, args.get("which")):
+            self.print(line)
+
+    def cmd_info_events(self, args: dict[str, Any]) -> None:
+        for line in info_events(self.control.machine, args.get("name")):
+            self.print(line)
+
+    def cmd_info_pending(self, args: dict[str, Any]) -> None:
+        for line in info_pending(self.control.machine, self.control.machine.guest):
+            self.print(line)
+
+    def cmd_info_migrate(self, args: dict[str, Any]) -> None:
+        for line in info_migrate(self.control):
+            self.print(line)
+
     def cmd_info_version(self, args: dict[str, Any]) -> None:
         major, minor, micro = QEMU_VERSION
         self.print(f"{major}.{minor}.{micro} ({PACKAGE})")
 
+    # ------------------------------------------------------------ migration
+
+    def cmd_migrate(self, args: dict[str, Any]) -> None:
+        migrate(self.control, args, self.stderr)
+
+    def cmd_migrate_incoming(self, args: dict[str, Any]) -> None:
+        migrate_incoming(self.control, args)
+
     # ------------------------------------------------------------ additions
+
+    def cmd_rtas(self, args: dict[str, Any]) -> None:
+        RtasPrompt(self.control, self.print).rtas(args.get("cmdline", ""))
+
+    def cmd_vcpu(self, args: dict[str, Any]) -> None:
+        RtasPrompt(self.control, self.print).vcpu(args.get("id"))
+
+    def cmd_dt(self, args: dict[str, Any]) -> None:
+        words = args.get("cmdline", "").split()
+        if not words or words[0] != "show" or len(words) > 2:
+            self.print("dt: usage: dt show [path]")
+            return
+        path = words[1] if len(words) == 2 else "/"
+        for line in dt_show(self.control.machine, self.control.machine.guest, path):
+            self.print(line)
 
     def cmd_guest(self, args: dict[str, Any]) -> None:
         words = args["cmdline"].split()
@@ -466,8 +600,13 @@ class HmpMonitor:
             for line in sequence_diagram(events, since_ns=since):
                 self.print(line)
             return
+        if words and words[0] == "draw":
+            self._trace_draw(words[1:])
+            return
         if not words or words[0] != "show" or len(words) > 2:
-            self.print("trace: usage: trace show [pattern] | trace diagram [since-ms]")
+            self.print(
+                "trace: usage: trace show [pattern] | trace diagram [since-ms] | trace draw FILE"
+            )
             return
         pattern = words[1] if len(words) == 2 else "*"
         lines = self.control.machine.trace.qemu_lines(pattern)
@@ -475,6 +614,41 @@ class HmpMonitor:
             self.print(f"trace: no events matching '{pattern}' recorded")
         for line in lines:
             self.print(line)
+
+    def _trace_draw(self, words: list[str]) -> None:
+        """``trace draw FILE [...]``: the sequence (or state) diagram so far as an SVG file."""
+        try:
+            request = parse_draw_words(words)
+            text, count = draw_svg(
+                self.control.machine.trace.events,
+                request.window,
+                state_diagram=request.state_diagram,
+            )
+        except ValueError as err:
+            self.print(f"trace: {err} (usage: trace draw {DRAW_USAGE})")
+            return
+        try:
+            with open(request.path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as err:
+            self.print(f"trace: could not write '{request.path}': {err.strerror}")
+            return
+        what = "transitions" if request.state_diagram else "messages"
+        self.print(f"trace: {count} {what} drawn in {request.path}")
+
+
+def _manual_cpu_state(machine: Any, guest: ManualGuest, cpu_index: int) -> str:
+    """``online``/``stopped`` of a thread the manual guest runs, and the prompt's vCPU."""
+    thread = next((t for t in machine.iter_threads() if t.cpu_index == cpu_index), None)
+    if thread is None:
+        return "?"
+    if thread.vcpu_id in guest.online:
+        state = "online"
+    elif machine.sched.state(thread.vcpu_id) is not VcpuState.STOPPED:
+        state = "starting"
+    else:
+        state = "stopped"
+    return state + ("; rtas calls from here" if thread.vcpu_id == guest.console_vcpu else "")
 
 
 def _lines(result: Any) -> Iterator[str]:

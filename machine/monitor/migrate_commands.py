@@ -82,6 +82,49 @@ class UnsupportedMigration:
         )
 
 
+@attrs.frozen
+class MigrationStats:
+    """What a completed outgoing migration reports (query-migrate's times and ``ram``).
+
+    The stream stands in for guest RAM (the target rebuilds RAM by replay), so
+    ``transferred`` is the stream's size, sent as the "normal" pages, and every
+    other page of guest RAM counts as a duplicate (QEMU's zero pages). One pass,
+    the VM stopped: two bitmap syncs, everything sent during the downtime.
+    """
+
+    total_time_ms: int
+    setup_time_ms: int
+    downtime_ms: int
+    transferred: int
+    ram_size: int
+    page_size: int = 4096
+
+    def ram(self) -> dict[str, Any]:
+        """query-migrate's ``ram`` member."""
+        pages = -(-self.transferred // self.page_size)
+        seconds = self.total_time_ms / 1000
+        mbps = self.transferred * 8 / 1e6 / seconds if seconds else 0.0
+        return {
+            "transferred": self.transferred,
+            "remaining": 0,
+            "total": self.ram_size,
+            "duplicate": max(0, self.ram_size // self.page_size - pages),
+            "skipped": 0,
+            "normal": pages,
+            "normal-bytes": pages * self.page_size,
+            "dirty-pages-rate": 0,
+            "mbps": mbps,
+            "dirty-sync-count": 2,
+            "postcopy-requests": 0,
+            "page-size": self.page_size,
+            "multifd-bytes": 0,
+            "pages-per-second": 0,
+            "precopy-bytes": 0,
+            "downtime-bytes": self.transferred,
+            "postcopy-bytes": 0,
+        }
+
+
 @attrs.define
 class Migration:
     """Migration state of one machine: status, the incoming-started latch, the backend."""
@@ -91,6 +134,12 @@ class Migration:
     incoming_started: bool = False
     #: Called with the new status (the control layer mirrors it into the machine).
     on_status: list[Any] = attrs.field(factory=list)
+    #: Why the last migration failed (query-migrate's ``error-desc``).
+    error_desc: str | None = None
+    #: The completed outgoing migration's report.
+    stats: MigrationStats | None = None
+    #: Where an incoming migration listens (``unix:PATH``, ``tcp:HOST:PORT``), while it does.
+    listening: list[str] = attrs.field(factory=list)
 
     @property
     def running(self) -> bool:
@@ -98,6 +147,8 @@ class Migration:
 
     def set_status(self, status: MigrationStatus) -> None:
         """The backend reports progress; listeners see every change."""
+        if status is MigrationStatus.SETUP:
+            self.error_desc, self.stats = None, None
         self.status = status
         for listener in list(self.on_status):
             listener(status)
@@ -129,8 +180,48 @@ class Migration:
         self.backend.start_incoming(self, uri)
         self.incoming_started = True
 
+    def fail(self, reason: str) -> None:
+        """The migration failed for ``reason`` (status failed, error-desc set)."""
+        self.error_desc = reason
+        self.set_status(MigrationStatus.FAILED)
+
     def query(self) -> dict[str, Any]:
-        """query-migrate: ``{}`` before any migration, else at least the status."""
-        if self.status is MigrationStatus.NONE:
-            return {}
-        return {"status": self.status.value}
+        """query-migrate: ``{}`` before any migration, else at least the status.
+
+        A completed outgoing migration adds its times and ``ram``; a failed one its
+        ``error-desc``; a target still listening its ``socket-address`` list.
+        """
+        out: dict[str, Any] = {}
+        if self.status is not MigrationStatus.NONE:
+            out["status"] = self.status.value
+        if self.stats is not None and self.status is MigrationStatus.COMPLETED:
+            stats = self.stats
+            out.update(
+                {
+                    "setup-time": stats.setup_time_ms,
+                    "downtime": stats.downtime_ms,
+                    "total-time": stats.total_time_ms,
+                    "ram": stats.ram(),
+                }
+            )
+        if self.error_desc is not None and self.status is MigrationStatus.FAILED:
+            out["error-desc"] = self.error_desc
+        if self.listening:
+            out["socket-address"] = [_socket_address(a) for a in self.listening]
+        return out
+
+
+def _socket_address(uri: str) -> dict[str, str]:
+    """QMP's SocketAddress for ``unix:PATH`` / ``tcp:HOST:PORT``."""
+    scheme, _, rest = uri.partition(":")
+    if scheme == "unix":
+        return {"type": "unix", "path": rest}
+    host, _, port = rest.rpartition(":")
+    return {"type": "inet", "host": host, "port": port}
+
+
+def socket_uri(address: dict[str, str]) -> str:
+    """QEMU's socket_uri: a SocketAddress as ``unix:PATH`` / ``tcp:HOST:PORT``."""
+    if address.get("type") == "unix":
+        return f"unix:{address.get('path', '')}"
+    return f"tcp:{address.get('host', '')}:{address.get('port', '')}"

@@ -295,7 +295,7 @@ class VcpuScheduler:
         v.dirty = True
         self._dirty.append(v)
         self._refresh_tracing()
-        self._emit("vcpu_added", vcpu=vcpu_id, tid=v.tid)
+        self._emit("vcpu_added", vcpu=vcpu_id, tid=v.tid, state=_STATE_NAMES[v.state])
 
     def remove_vcpu(self, vcpu_id: int) -> None:
         """Destroy the thread (unplug completion).
