@@ -51,6 +51,7 @@ QEMU_TRACE_FORMATS: dict[str, str] = {
     "xics_ics_reject": "reject irq 0x{nr:x} [src {srcno}]",
     "xics_ics_eoi": "ics_eoi: irq 0x{nr:x}",
     "handle_qmp_command": "mon {mon} req: {req}",
+    "handle_hmp_command": "mon {mon:#x} cmdline: {cmdline}",
 }
 
 

@@ -19,7 +19,7 @@ from test_qmp_harness import P8E
 
 from guest import LinuxGuest
 from machine.board.build import build_machine
-from machine.monitor.control import MachineControl, event_message
+from machine.monitor.control import QUIET_PERIOD_NS, MachineControl, event_message
 from machine.monitor.hmp import HmpMonitor
 from machine.monitor.migrate_commands import Migration, MigrationStatus
 from machine.monitor.runstate import TRANSITIONS, InvalidTransition, RunState, RunStateMachine
@@ -249,8 +249,27 @@ def test_incoming_migration_is_started_once() -> None:
 # ---------------------------------------------------------------- with the reference guest
 
 
-def test_without_a_guest_time_never_moves() -> None:
+def test_without_a_guest_the_running_vms_clock_still_moves() -> None:
+    """QEMU's virtual clock runs while the VM runs, OS or not (SLOF idling counts).
+
+    A scripted command is followed by exactly the quiet period (nothing can happen
+    without guest code, so the machine is quiet at once, even with an event queued
+    that nobody will take); the wall-clock pacing moves it too.
+    """
     control = control_for([w for w in P8E if w != "-S"])
+    assert control.guest is None and control.runstate.running
+    assert control.settle() and control.machine.sched.now == QUIET_PERIOD_NS
+    control.device_add({"driver": "power8e_v2.1-spapr-cpu-core", "id": "core2", "core-id": 2})
+    assert len(control.machine.events) == 1  # queued for a guest that is not there
+    assert control.settle() and control.machine.sched.now == 2 * QUIET_PERIOD_NS
+    control.advance_to_wall(10.0)
+    control.advance_to_wall(10.02)
+    assert control.machine.sched.now == 2 * QUIET_PERIOD_NS + 20_000_000
+
+
+def test_without_a_guest_a_stopped_vms_clock_stands_still() -> None:
+    control = control_for(P8E)  # -S: prelaunch
+    assert not control.runstate.running
     assert control.settle() and control.machine.sched.now == 0
     control.advance_to_wall(10.0)
     control.advance_to_wall(20.0)

@@ -9,6 +9,12 @@ unmasked or masked source) and every RTAS call with its arguments and status
 notes on the machine's lane (CPU connectors only), so a reader can follow a DRC from U
 to C and back.
 
+Every other monitor command (``handle_hmp_command``: ``guest lscpu``, ``info ...``,
+``stop``, ``trace diagram`` itself) is a row ``(hmp) LINE`` on the management lane at
+the virtual time it ran, so a reader sees when each look happened relative to the
+handshake; the commands the machine draws itself (the operations, the ``rtas`` calls
+of ``-guest manual``) are not drawn twice.
+
 Refusals are marked ✗: a host command the machine refused (its ``host_reply`` carries
 the error) ends in ``──────✗`` followed by QEMU's message, a refused RTAS call's arrow
 is ``◄───✗──``, and a transition the connector refused is noted with its code.
@@ -41,6 +47,8 @@ _NOTE_VALUES: Mapping[str, type[enum.IntEnum]] = {
     "spapr_drc_set_allocation_state": AllocationState,
     "spapr_drc_set_isolation_state": IsolationState,
 }
+#: Monitor commands whose row is the machine's own (host_command, rtas_call).
+DRAWN_BY_THE_MACHINE = frozenset({"device_add", "device_del", "system_reset", "rtas"})
 ARROW_IN, ARROW_IN_REFUSED = "◄──────", "◄───✗──"
 ARROW_OUT, ARROW_OUT_REFUSED = "──────►", "──────✗"
 
@@ -70,6 +78,11 @@ def _describe(event: TraceEvent, refusal: str | None = None) -> tuple[int, str] 
         return MGMT, f"{command} {ARROW_OUT}"
     if name == "qmp_event":
         return MGMT, f"◄────── {f['name']} {_args(f.get('data', {}))}"
+    if name == "handle_hmp_command":
+        line = str(f["cmdline"]).strip()
+        if not line or line.split()[0] in DRAWN_BY_THE_MACHINE:
+            return None
+        return MGMT, f"(hmp) {line}"
     if name == "rtas_call":
         call = describe_call(f["name"], f.get("args", []), f.get("rets") or [])
         arrow = ARROW_IN_REFUSED if call.refused else ARROW_IN

@@ -42,6 +42,7 @@ svg.sequence .message line, svg.sequence .summary line { stroke: #2d3e50; stroke
 svg.sequence .message text, svg.sequence .summary text {
   paint-order: stroke; stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
 svg.sequence .time { font-family: monospace; font-size: 11px; fill: #667; text-anchor: end; }
+svg.sequence .time-unit { font-size: 11px; fill: #667; text-anchor: end; }
 svg.sequence .kind-rtas line { stroke: #2c6e49; }
 svg.sequence .kind-command line, svg.sequence .kind-reply line,
 svg.sequence .kind-qmp-event line { stroke: #2b4c9a; }
@@ -227,6 +228,8 @@ def sequence_svg(handshake: Handshake, *, title: str = "CPU hotplug handshake") 
         },
     )
     svg.sub(root, "text", {"class": "caption", "x": 10, "y": 18}, title)
+    # the rows' times are virtual milliseconds: say so where the time column starts
+    svg.sub(root, "text", {"class": "time-unit", "x": LEFT - 10, "y": HEADER_TOP + 17}, "t (ms)")
     lanes = svg.sub(root, "g", {"class": "lanes"})
     for lane in handshake.lanes:
         x = layout.x[lane.key]

@@ -3,10 +3,13 @@
 :class:`MachineControl` is shared by all monitors (each QMP connection, the HMP
 prompt, scenarios). It owns the run-state machine, the QOM view, the migration
 front end and the list of event sinks, and it decides when virtual time moves:
-never while the VM is stopped; with wall time while it runs and someone is
-watching interactively (:meth:`advance_to_wall`); or, for scripted sessions, until
-the machine is quiet after each command (:meth:`settle`), which keeps them
-deterministic. Events get their wall-clock timestamp here, at the edge.
+never while the VM is stopped; while it runs, whether or not a guest program is
+loaded (QEMU's virtual clock runs while SLOF sits idle too), with wall time when
+someone is watching interactively (:meth:`advance_to_wall`), or, for scripted
+sessions, until the machine has been quiet for :data:`QUIET_PERIOD_NS` after each
+command (:meth:`settle`), which keeps them deterministic. So a command, a guest
+view and a trace event all happen at one virtual time, the one ``trace diagram``
+prints. Events get their wall-clock timestamp here, at the edge.
 """
 
 from __future__ import annotations
@@ -173,6 +176,9 @@ class MachineControl:
         self.migration = Migration(backend)
         self.migration.on_status.append(self._migration_status)
         self.sinks: list[EventSink] = []
+        #: Human monitors opened on this machine so far (each traces its commands under
+        #: its number, where QEMU's ``handle_hmp_command`` prints the monitor's address).
+        self.hmp_monitors = 0
         self.quit_requested = False
         #: The process's exit status once it quits (1 after a failed incoming migration).
         self.exit_status = 0
@@ -424,8 +430,12 @@ class MachineControl:
     # ------------------------------------------------------------ virtual time
 
     def advance_to_wall(self, monotonic_now: float) -> None:
-        """Let virtual time follow wall time while the VM runs (called by the transport loop)."""
-        if not self.runstate.running or not self.guest_loaded:
+        """Let virtual time follow wall time while the VM runs (called by the transport loop).
+
+        With or without a guest: the clock is the VM's, not the guest's, so the
+        trace of a machine without a guest gets the times its commands came at.
+        """
+        if not self.runstate.running:
             self._wall_base = None
             return
         sched = self.machine.sched
@@ -440,10 +450,14 @@ class MachineControl:
             sched.run_until(target)
 
     def quiet(self) -> bool:
-        """No runnable vCPU, no queued event, every CPU connector at rest, no thread waiting."""
+        """No runnable vCPU, no queued event, every CPU connector at rest, no thread waiting.
+
+        Without guest code that acts on its own (``-guest none``: queued events stay
+        queued, nothing will take them; ``-guest manual``: nothing moves until the
+        person at the prompt acts), quiet means only that no vCPU is runnable.
+        """
         machine = self.machine
-        if getattr(self.guest, "waits_for_prompt", False):
-            # -guest manual: nothing moves until the person at the prompt acts
+        if not self.guest_loaded or getattr(self.guest, "waits_for_prompt", False):
             return not machine.sched.runnable_count()
         if machine.sched.runnable_count() or len(machine.events):
             return False
@@ -460,8 +474,15 @@ class MachineControl:
         return True
 
     def settle(self, limit_ns: int = SETTLE_LIMIT_NS) -> bool:
-        """Run a running VM until it has been quiet for a while (bounded); True if it settled."""
-        if not self.runstate.running or not self.guest_loaded:
+        """Run a running VM until it has been quiet for a while (bounded); True if it settled.
+
+        This is the virtual time that passes between two commands of a scripted
+        session: at least :data:`QUIET_PERIOD_NS` (checked every
+        :data:`SETTLE_STEP_NS`), at most ``limit_ns`` when the machine never gets
+        quiet (an unplug the guest ignores stays requested). A stopped VM's clock
+        stands still; a running one moves with or without a guest.
+        """
+        if not self.runstate.running:
             return True
         sched = self.machine.sched
         deadline = sched.now + limit_ns

@@ -258,13 +258,25 @@ class HmpMonitor:
     stderr: Callable[[str], None] = attrs.field(default=lambda _line: None)
     _out: list[str] = attrs.field(factory=list, init=False)
     _cpu_index: int | None = attrs.field(default=None, init=False)
+    #: This monitor's number on the machine (its ``mon`` in the trace).
+    _mon: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._mon = self.control.hmp_monitors
+        self.control.hmp_monitors += 1
 
     def print(self, text: str = "") -> None:
         """monitor_printf of one line."""
         self._out.append(text + "\n")
 
     def execute(self, line: str, cpu_index: int | None = None) -> str:
-        """Run one command line; return everything it printed."""
+        """Run one command line; return everything it printed.
+
+        The line is traced first, as QEMU's ``handle_hmp_command`` does, so the trace
+        (and ``trace diagram``) shows the virtual time every command ran at, the
+        looks (``guest lscpu``, ``info ...``) as well as the operations.
+        """
+        self.control.machine.trace.emit("handle_hmp_command", mon=self._mon, cmdline=line)
         self._out = []
         self._cpu_index = cpu_index
         self._handle(line)
