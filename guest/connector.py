@@ -7,7 +7,15 @@ answers into device-tree nodes with Linux 6.1's pointer logic (dlpar.c): the fir
 node hangs under the parent given at the start, NEXT_CHILD makes the node the child
 of the previous one, NEXT_SIBLING a sibling, PREV_PARENT climbs one level.
 Malformed answers are :class:`ConnectorError` (Linux would read past its buffer or
-dereference NULL; the model refuses instead).
+dereference NULL, or rewrite the live parent's pointers; the model refuses instead).
+
+PAPR's encoding (a node's first child NEXT_CHILD, the next ones NEXT_SIBLING,
+PREV_PARENT when a level is done) round-trips any tree or forest. QEMU's encoding
+gives every node as NEXT_CHILD and every node end as PREV_PARENT, so a second child
+arrives as PREV_PARENT, NEXT_CHILD, and NEXT_CHILD *sets* the parent's child
+pointer: Linux 6.1 (and drmgr) then keep only a node's last child. A CPU core's
+fragment is a single node, so hotplug never meets this; the model keeps Linux's
+behaviour rather than hiding it.
 """
 
 from __future__ import annotations
@@ -139,6 +147,7 @@ class ConnectorWalk:
                 node.parent = self._root
                 self._first = node
             else:
+                self._refuse_above_parent("NEXT_CHILD")
                 node.parent = self._last
                 if self._last is not None:
                     # Linux overwrites the child pointer (an earlier child is lost).
@@ -147,6 +156,7 @@ class ConnectorWalk:
         elif status == ConfigureConnector.NEXT_SIBLING:
             if self._last is None:
                 raise ConnectorError("NEXT_SIBLING before any node")
+            self._refuse_above_parent("NEXT_SIBLING")
             node = _CcNode(self._checked_name(read_node_name(area)), self._last.parent)
             self._last.sibling = node
             self._last = node
@@ -160,6 +170,17 @@ class ConnectorWalk:
             self._last = self._last.parent
         else:
             raise ConnectorError(f"status {status} is not a configure-connector step")
+
+    def _refuse_above_parent(self, what: str) -> None:
+        """ConnectorError when PREV_PARENT has climbed out of the first node.
+
+        The walk then stands on the parent it was given (Linux's live /cpus node),
+        and Linux would hang the new node off that node's child or sibling
+        pointer, unlinking its existing children or splicing a node beside it. The
+        fragment would lose the node silently; the model refuses instead.
+        """
+        if self._last is self._root:
+            raise ConnectorError(f"{what} above the configure-connector parent")
 
     @staticmethod
     def _checked_name(name: str) -> str:

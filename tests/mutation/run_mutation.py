@@ -1,0 +1,180 @@
+"""Run mutmut over the protocol core and print the mutation score per package.
+
+Why a script: mutmut writes its mutated copy (``mutants/``), its results and the
+tests' caches into the directory it runs in, and other engineers edit this work
+tree while a run takes its half hour. So the script copies the work tree (every
+file git tracks or would track) to a scratch directory outside the repository,
+writes ``tests/mutation/mutmut.cfg`` there as ``setup.cfg`` (test-file globs
+expanded, ``source_paths`` narrowed to the packages asked for), runs ``mutmut run``
+in that copy and reads ``mutmut results`` back. Nothing lands in the repository.
+
+Usage (from the repository root, with the project's venv)::
+
+    .venv/bin/python tests/mutation/run_mutation.py                 # fdt and rtas
+    .venv/bin/python tests/mutation/run_mutation.py --package fdt   # one package
+    .venv/bin/python tests/mutation/run_mutation.py --survivors     # + their diffs
+    .venv/bin/python tests/mutation/run_mutation.py 'fdt._dts.*'    # only these mutants
+
+Mutant names (or globs, as ``mutmut run`` takes them) restrict the run; the other
+mutants are then "not checked" and left out of the score, which then covers only
+the mutants that ran.
+
+The score of a package is (killed + timed out) / mutants that ran: a mutant that
+no selected test reaches ("no tests") counts as a survivor, not as excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = Path(__file__).with_name("mutmut.cfg")
+DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "spapr-mutation"
+#: Statuses that count as the tests noticing the mutant.
+DETECTED = frozenset({"killed", "timeout"})
+#: Statuses of mutants that never ran (left out of the score's denominator).
+NOT_RUN = frozenset({"skipped", "not checked", "check was interrupted by user"})
+#: Directories never copied into the scratch tree (caches and the venv).
+SKIP_PARTS = frozenset({".git", ".venv", "mutants", "__pycache__", ".hypothesis"})
+
+
+def tree_files(repo: Path) -> list[Path]:
+    """Files of the work tree as git sees them (tracked or not ignored), relative to ``repo``."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout
+    paths = [Path(p) for p in out.decode().split("\0") if p]
+    return [p for p in paths if (repo / p).is_file() and not SKIP_PARTS.intersection(p.parts)]
+
+
+def copy_tree(repo: Path, workdir: Path) -> None:
+    """Replace ``workdir`` by a copy of the work tree's files."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    for rel in tree_files(repo):
+        target = workdir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / rel, target)
+
+
+def write_setup_cfg(workdir: Path, packages: list[str]) -> list[str]:
+    """Write the scratch copy's setup.cfg; return the expanded test selection."""
+    parser = configparser.ConfigParser()
+    parser.read(CONFIG)
+    section = parser["mutmut"]
+    tests: list[str] = []
+    for pattern in section["pytest_add_cli_args_test_selection"].split():
+        matches = sorted(str(p.relative_to(workdir)) for p in workdir.glob(pattern))
+        if not matches:
+            raise SystemExit(f"mutation: test pattern {pattern!r} matches no file")
+        tests += [m for m in matches if m not in tests]
+    section["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
+    section["source_paths"] = "\n" + "\n".join(f"{p}/" for p in packages)
+    with open(workdir / "setup.cfg", "w") as f:
+        parser.write(f)
+    return tests
+
+
+def results(mutmut: Path, workdir: Path) -> dict[str, str]:
+    """Every mutant's name and status, as ``mutmut results --all true`` prints them."""
+    out = subprocess.run(
+        [str(mutmut), "results", "--all", "true"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    statuses: dict[str, str] = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep:
+            statuses[name] = status
+    return statuses
+
+
+def score_by_package(statuses: dict[str, str]) -> dict[str, dict[str, object]]:
+    """Per top-level package: counts by status and the score in percent."""
+    by_package: dict[str, Counter[str]] = {}
+    for name, status in statuses.items():
+        by_package.setdefault(name.split(".")[0], Counter())[status] += 1
+    report: dict[str, dict[str, object]] = {}
+    for package, counts in sorted(by_package.items()):
+        ran = sum(n for s, n in counts.items() if s not in NOT_RUN)
+        detected = sum(counts[s] for s in DETECTED)
+        report[package] = {
+            "mutants": sum(counts.values()),
+            "ran": ran,
+            "detected": detected,
+            "score": round(100.0 * detected / ran, 1) if ran else None,
+            "by_status": dict(counts),
+        }
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Copy, run, report; exit 0 whatever the score (the numbers are the output)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--package",
+        action="append",
+        choices=["fdt", "rtas", "spapr", "guest"],
+        help="package to mutate (repeatable; default: fdt and rtas)",
+    )
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--max-children", type=int, default=min(2, os.cpu_count() or 1), help="parallel mutants"
+    )
+    parser.add_argument("--survivors", action="store_true", help="print each survivor's diff")
+    parser.add_argument("mutants", nargs="*", help="mutant names or globs to run (default: all)")
+    args = parser.parse_args(argv)
+    packages = args.package or ["fdt", "rtas"]
+    workdir: Path = args.workdir.resolve()
+    if workdir == REPO or REPO in workdir.parents:
+        raise SystemExit("mutation: the scratch directory must lie outside the repository")
+    mutmut = Path(sys.executable).with_name("mutmut")
+    if not mutmut.exists():
+        raise SystemExit(f"mutation: {mutmut} not found; install the pinned mutmut into the venv")
+
+    copy_tree(REPO, workdir)
+    tests = write_setup_cfg(workdir, packages)
+    print(f"mutation: {', '.join(packages)} in {workdir} with {len(tests)} test files", flush=True)
+    run = subprocess.run(
+        [str(mutmut), "run", "--max-children", str(args.max_children), *args.mutants],
+        cwd=workdir,
+        check=False,
+    )
+    statuses = results(mutmut, workdir)
+    report = score_by_package(statuses)
+    (workdir / "mutation-score.json").write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    for package, row in report.items():
+        print(
+            f"{package}: {row['detected']}/{row['ran']} detected ({row['score']} %), "
+            f"{row['by_status']}"
+        )
+    survivors = sorted(n for n, s in statuses.items() if s not in DETECTED | NOT_RUN)
+    print(f"\nsurvivors ({len(survivors)}):")
+    for name in survivors:
+        print(f"  {name}: {statuses[name]}")
+        if args.survivors:
+            diff = subprocess.run(
+                [str(mutmut), "show", name], cwd=workdir, capture_output=True, text=True
+            ).stdout
+            print("    " + diff.replace("\n", "\n    "))
+    return run.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
