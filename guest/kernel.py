@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -78,6 +78,11 @@ ENOSPC = 28
 ERANGE = 34
 
 _H_SUCCESS = int(HcallReturn.H_SUCCESS)
+_H_RTAS = Hcall.KVMPPC_H_RTAS
+_H_CEDE = Hcall.H_CEDE
+_H_XIRR = Hcall.H_XIRR
+_H_IPI = Hcall.H_IPI
+_H_EOI = Hcall.H_EOI
 _U32 = 0xFFFF_FFFF
 _FDT_MAGIC = 0xD00DFEED
 _MS = 1_000_000
@@ -112,9 +117,11 @@ def rtas_error_rc(status: int) -> int:
     )
 
 
-@attrs.frozen
-class RtasResult:
-    """The rets of an RTAS call (``status`` = rets[0]; -1 if the service is unknown)."""
+class RtasResult(NamedTuple):
+    """The rets of an RTAS call (``status`` = rets[0]; -1 if the service is unknown).
+
+    (An immutable named tuple: one per call, cheaper to build than a frozen attrs class.)
+    """
 
     status: int
     rets: tuple[int, ...] = ()
@@ -139,6 +146,10 @@ class KernelConfig:
     init: Callable[[Kernel], TaskBody]
 
 
+#: RTAS calls a kernel keeps in ``rtas_trace`` (about 130 hotplug cycles' worth).
+RTAS_TRACE_KEEP = 4096
+
+
 class Kernel:
     """One boot of the guest: its state and the code every vCPU program runs."""
 
@@ -149,7 +160,9 @@ class Kernel:
         self.misbehavior = config.misbehavior
         self.mode = config.mode
         self.log = log
+        #: The latest RTAS calls (bounded: see :meth:`record_rtas`), and how many were made.
         self.rtas_trace: list[RtasRecord] = []
+        self.rtas_calls = 0
         self.drc_actions: dict[int, DrcAction] = {}
         self.tree: fdt.Node = fdt.Node("")
         self.boot_tree: fdt.Node | None = None
@@ -321,6 +334,18 @@ class Kernel:
             self._rtas_args[hwid] = addr
         return addr
 
+    def record_rtas(self, record: RtasRecord) -> None:
+        """Note one RTAS call; only the latest :data:`RTAS_TRACE_KEEP` (to 1.5x) are kept.
+
+        The record is the model's instrumentation, not guest state: a guest that
+        runs for days must not grow. ``rtas_calls`` counts them all.
+        """
+        self.rtas_calls += 1
+        trace = self.rtas_trace
+        trace.append(record)
+        if len(trace) >= RTAS_TRACE_KEEP + RTAS_TRACE_KEEP // 2:
+            del trace[: len(trace) - RTAS_TRACE_KEEP]
+
     def rtas_call(
         self, cpu: LogicalCpu, service: str, args: Sequence[int], nret: int
     ) -> Generator[Any, Any, RtasResult]:
@@ -328,24 +353,32 @@ class Kernel:
         token = self.tokens.get(service)
         if token is None:
             return RtasResult(-1)
-        args = self._corrupt(service, list(args))
-        addr = self.rtas_buffer(cpu.hwid if cpu.hwid is not None else 0)
+        wrong = self.misbehavior.wrong_indices is not None
+        if wrong:
+            args = self._corrupt(service, list(args))
+        hwid = cpu.hwid
+        addr = self._rtas_args.get(hwid if hwid is not None else 0)
+        if addr is None:
+            addr = self.rtas_buffer(hwid if hwid is not None else 0)
         encode_call(self.memory, addr, token, args, nret)
-        hret = yield from self.hcall(cpu, Hcall.KVMPPC_H_RTAS, addr)
+        # (Kernel.hcall inlined: the hot path of every call)
+        self._current = cpu
+        hret = yield (_H_RTAS, addr)
+        self._current = cpu
         rets = read_rets(self.memory, addr)
-        self.rtas_trace.append(
+        self.record_rtas(
             RtasRecord(
                 self.now(),
-                cpu.hwid if cpu.hwid is not None else -1,
+                hwid if hwid is not None else -1,
                 service,
                 token,
-                tuple(int(a) & _U32 for a in args),
+                tuple([int(a) & _U32 for a in args]),
                 rets,
                 hcall_status(hret),
             )
         )
         status = rets[0] if rets else 0
-        if self._wrong_index_applies(service, args):
+        if wrong and self._wrong_index_applies(service, args):
             self.printk(
                 LogLevel.WARNING,
                 f"wrong-index guest: {service}"
@@ -497,7 +530,10 @@ class Kernel:
             if op[0] == EXECUTE:
                 value = yield from self.execute(cpu, op[1])
             else:
-                value = yield from self.hcall(cpu, *op)
+                # (Kernel.hcall inlined: a task's every hypercall passes here)
+                self._current = cpu
+                value = yield tuple(op)
+                self._current = cpu
 
     def cpu_main(self, cpu: LogicalCpu) -> Gen:
         """What an online CPU does forever: interrupts, stopper, tasks, idle."""
@@ -515,13 +551,18 @@ class Kernel:
                 yield from self.run_task(cpu, cpu.runqueue.popleft())
                 continue
             deadline = cpu.next_deadline()
+            # (Kernel.hcall inlined for the idle loop's H_CEDE)
             if deadline is None:
-                yield from self.hcall(cpu, Hcall.H_CEDE)
+                self._current = cpu
+                yield (_H_CEDE,)
+                self._current = cpu
             else:
                 wait = deadline - self.now()
                 if wait <= 0:
                     continue
-                yield from self.hcall(cpu, Hcall.H_CEDE, wait)
+                self._current = cpu
+                yield (_H_CEDE, wait)
+                self._current = cpu
                 if self.config.clock is None:
                     self._time_estimate = max(self._time_estimate, deadline)
             cpu.irq_check = True
@@ -540,7 +581,9 @@ class Kernel:
             return
         cpu.in_irq = True
         for _ in range(_IRQ_DRAIN_LIMIT):
-            result = yield from self.hcall(cpu, Hcall.H_XIRR)
+            self._current = cpu  # (Kernel.hcall inlined)
+            result = yield (_H_XIRR,)
+            self._current = cpu
             if hcall_status(result) != _H_SUCCESS:
                 break
             xirr = hcall_value(result) & _U32
@@ -554,8 +597,11 @@ class Kernel:
         eoi = (LOWEST_PRIORITY << 24) | vec
         if vec == XICS_IPI:
             # icp_hv_ipi_action: clear our MFRR, then the scheduler looks at its queues.
-            yield from self.hcall(cpu, Hcall.H_IPI, cpu.hwid if cpu.hwid is not None else 0, 0xFF)
-            yield from self.hcall(cpu, Hcall.H_EOI, eoi)
+            self._current = cpu  # (Kernel.hcall inlined, twice)
+            yield (_H_IPI, cpu.hwid if cpu.hwid is not None else 0, 0xFF)
+            self._current = cpu
+            yield (_H_EOI, eoi)
+            self._current = cpu
             return
         handler = self.irq_handlers.get(vec)
         if handler is None:
@@ -568,7 +614,9 @@ class Kernel:
             return
         yield from self.execute(cpu, self.timing.irq_handler_ns, irqs=False)
         yield from handler(cpu, vec)
-        yield from self.hcall(cpu, Hcall.H_EOI, eoi)
+        self._current = cpu  # (Kernel.hcall inlined)
+        yield (_H_EOI, eoi)
+        self._current = cpu
 
     def lock_device_hotplug(self) -> Gen:
         """Take the device-hotplug mutex (task context: sleeps while another task holds it)."""
@@ -1068,7 +1116,7 @@ class Kernel:
         if token is not None:
             addr = self.rtas_buffer(cpu.hwid if cpu.hwid is not None else 0)
             encode_call(self.memory, addr, token, [], 1)
-            self.rtas_trace.append(
+            self.record_rtas(
                 RtasRecord(
                     self.now(),
                     cpu.hwid if cpu.hwid is not None else -1,
@@ -1112,6 +1160,28 @@ class Kernel:
         self.pseries_remove_processor(node)
         return 0
 
+    def _free_cpu_block(self, nthreads: int, excluded: set[int]) -> range | None:
+        """find_cpu_id_range over the possible ids: the first ``nthreads``-aligned block
+        of ids that are possible, not present and not ``excluded`` (None: no block).
+
+        What :func:`guest.topology.find_cpu_id_range` answers, found by looking at the
+        blocks in order until one fits, as Linux does, instead of first building the
+        sets of every possible and present id (thousands on a big machine).
+        """
+        if nthreads < 1:
+            return None
+        cpus = self.cpus
+        start = 0
+        while start + nthreads <= self.nr_cpu_ids:
+            for logical in range(start, start + nthreads):
+                cpu = cpus.get(logical)
+                if cpu is None or cpu.present or logical in excluded:
+                    break
+            else:
+                return range(start, start + nthreads)
+            start += nthreads
+        return None
+
     def pseries_add_processor(self, node: fdt.Node, path: str) -> int:
         """Mark a new cpu node's threads present with Linux's logical-id assignment."""
         servers = topology.cells(node, "ibm,ppc-interrupt-server#s")
@@ -1122,8 +1192,6 @@ class Kernel:
         if nid < 0 or nid >= self.numa_nodes_possible:
             nid = min(self.online_nodes) if self.online_nodes else 0
         assigned = nid
-        possible = set(self.cpus)
-        present = {c.logical for c in self.cpus.values() if c.present}
         others = set().union(
             *(
                 ids
@@ -1131,16 +1199,16 @@ class Kernel:
                 if n != assigned and n in self.online_nodes
             )
         )
-        block = topology.find_cpu_id_range(nthreads, self.nr_cpu_ids, possible, present, others)
+        block = self._free_cpu_block(nthreads, others)
         reused = False
         if block is None and self.numa_nodes_possible > 1:
-            block = topology.find_cpu_id_range(nthreads, self.nr_cpu_ids, possible, present)
+            block = self._free_cpu_block(nthreads, set())
             reused = block is not None
         if block is None:
             self.printk(
                 LogLevel.ERR,
                 f"pseries-hotplug-cpu: Cannot add cpu {path}; this system configuration "
-                f"supports {len(possible)} logical cpus.",
+                f"supports {len(self.cpus)} logical cpus.",
             )
             return -ENOSPC
         chip = topology.cell(node, "ibm,chip-id")

@@ -126,7 +126,7 @@ class LinuxGuest:
 
     @property
     def rtas_trace(self) -> list[RtasRecord]:
-        """Every RTAS call this boot made, in order."""
+        """The RTAS calls this boot made, in order (the latest few thousand: a bounded log)."""
         return self.kernel.rtas_trace
 
     @property

@@ -48,21 +48,35 @@ class LogEntry:
         return f"{self.source}: {self.text}"
 
 
+#: Lines the log keeps: like the kernel's printk ring buffer, the log is bounded and
+#: the oldest lines go first (about 4096 lines of some 60 bytes, the 256 KiB of a
+#: CONFIG_LOG_BUF_SHIFT=18 kernel).
+LOG_KEEP = 4096
+
+
 @attrs.define
 class GuestLog:
-    """All lines printed since boot, in print order."""
+    """The lines printed since boot, in print order (the latest :data:`LOG_KEEP` to 1.5x)."""
 
     entries: list[LogEntry] = attrs.field(factory=list)
+    #: Lines printed since boot that the bound pushed out.
+    dropped: int = 0
 
     def emit(self, time_ns: int, level: LogLevel, text: str, source: str = KERNEL) -> LogEntry:
-        """Append a line and return it."""
+        """Append a line and return it (dropping the oldest lines past the bound)."""
         entry = LogEntry(time_ns, level, text, source)
-        self.entries.append(entry)
+        entries = self.entries
+        entries.append(entry)
+        if len(entries) >= LOG_KEEP + LOG_KEEP // 2:
+            excess = len(entries) - LOG_KEEP
+            del entries[:excess]
+            self.dropped += excess
         return entry
 
     def clear(self) -> None:
         """Forget everything (a reboot)."""
         self.entries.clear()
+        self.dropped = 0
 
     def kernel(self) -> list[LogEntry]:
         """The kernel's lines only (what dmesg reads)."""

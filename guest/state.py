@@ -12,6 +12,7 @@ import enum
 import heapq
 import itertools
 from collections import deque
+from typing import NamedTuple
 
 import attrs
 
@@ -95,9 +96,12 @@ class CpuInfo:
     node_path: str | None
 
 
-@attrs.frozen
-class RtasRecord:
-    """One RTAS call the guest made: who, when, what, and what came back."""
+class RtasRecord(NamedTuple):
+    """One RTAS call the guest made: who, when, what, and what came back.
+
+    (An immutable named tuple: one is made for every call, and a tuple is built
+    several times faster than a frozen attrs class.)
+    """
 
     time_ns: int
     hwid: int

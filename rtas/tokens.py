@@ -118,9 +118,13 @@ RTAS_SERVICE_NAMES: dict[RtasToken, str] = {
 TOKENS_BY_NAME: dict[str, RtasToken] = {name: tok for tok, name in RTAS_SERVICE_NAMES.items()}
 
 
+#: The names by plain int token (a dict lookup per call instead of an enum conversion).
+_NAMES_BY_VALUE: dict[int, str] = {int(tok): name for tok, name in RTAS_SERVICE_NAMES.items()}
+
+
 def service_name(token: int) -> str | None:
     """The /rtas name of a token, or None for a token QEMU does not register."""
     try:
-        return RTAS_SERVICE_NAMES[RtasToken(token)]
-    except ValueError:
+        return _NAMES_BY_VALUE.get(token)
+    except TypeError:  # unhashable: no token
         return None

@@ -14,7 +14,7 @@ queue and the vCPU factory through :class:`CoreHotplugHost`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -22,12 +22,14 @@ from fdt import Node
 from rtas.errlog import HotplugAction
 from spapr.cpu_models import CpuModel
 from spapr.cpu_node import CpuNodeEnv, build_cpu_node
-from spapr.drc import DRC
+from spapr.drc import DRC, shared_fragment
 from spapr.errors import QemuError
 from spapr.events import EventQueue
 
 #: node-id value meaning "take the slot's node" (CPU_UNSET_NUMA_NODE_ID).
 NODE_ID_UNSET = -1
+#: Core fragments a machine keeps for reuse (one per slot being cycled; oldest dropped).
+FRAGMENT_CACHE_MAX = 64
 
 
 def wrap_int32(value: int) -> int:
@@ -125,6 +127,10 @@ class CoreHotplugHandler:
     boot_compat_pvr: Callable[[], int]
     #: Whether the run state is ``inmigrate`` (a core added then counts as cold-plugged).
     incoming: Callable[[], bool] = lambda: False
+    #: Fragments built so far, by their inputs (bounded; see :meth:`build_fragment`).
+    _fragments: dict[tuple[Any, ...], tuple[CpuModel, Node]] = attrs.field(
+        factory=dict, init=False, repr=False
+    )
 
     def find_slot(self, core_id: int) -> CoreSlot | None:
         """spapr_find_cpu_slot: index = core-id / threads (core-id read as unsigned)."""
@@ -165,10 +171,16 @@ class CoreHotplugHandler:
         drc = self.drc_for_core_id(core.core_id)
         if drc is not None:
             drc.attach(core)
-            if notify:
-                self.events.queue_hotplug(HotplugAction.ADD, drc.index)
-            else:
-                drc.reset()
+            try:
+                if notify:
+                    self.events.queue_hotplug(HotplugAction.ADD, drc.index)
+                else:
+                    drc.reset()
+            except BaseException:
+                # all or nothing: a plug that fails after the attach leaves the DRC empty
+                if drc.device is core and drc.state == drc.machine.empty_state:
+                    drc.detach(core)
+                raise
         slot.core = core
         if notify:
             compat = self.boot_compat_pvr()
@@ -186,9 +198,16 @@ class CoreHotplugHandler:
             raise QemuError("Boot CPU core may not be unplugged")
         drc = self.drc_for_core_id(core.core_id)
         assert drc is not None, "every slot of a hotplug-capable machine has a DRC"
-        if not drc.unplug_requested:
-            drc.unplug_request()
-        self.events.queue_hotplug(HotplugAction.REMOVE, drc.index)
+        requested_now = not drc.unplug_requested
+        released = drc.unplug_request() if requested_now else False
+        try:
+            self.events.queue_hotplug(HotplugAction.REMOVE, drc.index)
+        except BaseException:
+            # all or nothing: the request is withdrawn (unless the DRC already gave the
+            # core back: that unplug is complete and only its event is missing)
+            if requested_now and not released:
+                drc.cancel_unplug_request()
+            raise
 
     def unplug(self, core: SpaprCpuCore) -> None:
         """Release: empty the slot, destroy the threads, emit DEVICE_DELETED in QEMU's order."""
@@ -209,17 +228,45 @@ class CoreHotplugHandler:
         self.host.device_unplug_guest_error(core.dev_id, core.qom_path)
 
     def build_fragment(self, core: SpaprCpuCore) -> Node:
-        """The node configure-connector hands out (spapr_core_dt_populate): with ``name``."""
+        """The node configure-connector hands out (spapr_core_dt_populate): with ``name``.
+
+        QEMU builds it at the first configure-connector call of each plug, from the
+        machine's state then; the node is a function of those inputs alone, so a core
+        plugged again into the same slot with the same inputs gets the node (and, via
+        :func:`~spapr.drc.shared_fragment`, the walk) built the first time.
+        """
         thread0 = core.threads[0]
         drc = self.drc_for_core_id(core.core_id)
-        return build_cpu_node(
-            core.model,
-            self.node_env(),
+        env = self.node_env()
+        drc_index = drc.index if drc is not None else None
+        model = core.model
+        key = (
+            id(model),
+            env,
+            thread0.vcpu_id,
+            thread0.cpu_index,
+            thread0.node_id,
+            drc_index,
+            core.nr_threads,
+            thread0.compat_pvr,
+        )
+        cache = self._fragments
+        hit = cache.get(key)
+        if hit is not None and hit[0] is model:
+            return hit[1]
+        node = build_cpu_node(
+            model,
+            env,
             vcpu_id=thread0.vcpu_id,
             cpu_index=thread0.cpu_index,
             node_id=thread0.node_id,
-            drc_index=drc.index if drc is not None else None,
+            drc_index=drc_index,
             nr_threads=core.nr_threads,
             compat_pvr=thread0.compat_pvr,
             with_name=True,
         )
+        shared_fragment(node)
+        if len(cache) >= FRAGMENT_CACHE_MAX:
+            del cache[next(iter(cache))]
+        cache[key] = (model, node)
+        return node

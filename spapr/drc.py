@@ -101,7 +101,8 @@ _TYPE_FACTS: dict[DrcType, tuple[str | None, str | None, str | None, str | None]
 
 def drc_index(drc_type: DrcType, drc_id: int) -> int:
     """The DRC index of ``drc_id`` of a type: ``(shift << 28) | (id & 0x0FFFFFFF)``."""
-    return (drc_type.shift << DRC_INDEX_TYPE_SHIFT) | (drc_id & DRC_INDEX_ID_MASK)
+    # int() of the member is its shift (``.shift`` goes through enum's value property)
+    return (int(drc_type) << DRC_INDEX_TYPE_SHIFT) | (drc_id & DRC_INDEX_ID_MASK)
 
 
 def drc_id(index: int) -> int:
@@ -367,6 +368,79 @@ class DrcPhysicalVmstate:
 # The connector
 # --------------------------------------------------------------------------
 
+
+@attrs.frozen(eq=False)
+class Fragment:
+    """A device-tree fragment with its configure-connector walk and the answers to it.
+
+    The walk and the answers for its BEGIN_NODE and PROPERTY steps (END_NODE answers
+    depend on the depth; None there) are computed once, when the fragment is made;
+    the node must not change afterwards.
+    """
+
+    node: Node
+    steps: tuple[WalkStep, ...]
+    answers: tuple[CCResponse | None, ...]
+
+    @classmethod
+    def of(cls, node: Node) -> Fragment:
+        """Walk ``node`` once and precompute the answers."""
+        steps = tuple(walk(node))
+        answers: list[CCResponse | None] = []
+        for step in steps:
+            if step.tag is WalkTag.BEGIN_NODE:
+                answers.append(CCResponse(ConfigureConnector.NEXT_CHILD, name=step.name))
+            elif step.tag is WalkTag.PROPERTY:
+                answers.append(
+                    CCResponse(ConfigureConnector.NEXT_PROPERTY, name=step.name, value=step.value)
+                )
+            else:
+                answers.append(None)
+        return cls(node, steps, tuple(answers))
+
+
+#: Walks of nodes their builders declared immutable (:func:`shared_fragment`), by id.
+_SHARED: dict[int, Fragment] = {}
+#: Most shared walks remembered (the oldest is forgotten first; it is only a cache).
+SHARED_FRAGMENTS_MAX = 256
+
+
+def shared_fragment(node: Node) -> Fragment:
+    """Declare ``node`` immutable and shared: its walk is computed once for every connector.
+
+    A builder that hands out the same node again (the machine caches a core's node
+    while its inputs stay the same) calls this once; connectors given that node then
+    reuse the walk and answers instead of walking it on every plug.
+    """
+    known = _SHARED.get(id(node))
+    if known is not None and known.node is node:
+        return known
+    fragment = Fragment.of(node)
+    if len(_SHARED) >= SHARED_FRAGMENTS_MAX:
+        del _SHARED[next(iter(_SHARED))]
+    _SHARED[id(node)] = fragment
+    return fragment
+
+
+def _fragment_of(node: Node) -> Fragment:
+    """The walk of the node a builder returned (a shared node's is not recomputed)."""
+    known = _SHARED.get(id(node))
+    if known is not None and known.node is node:
+        return known
+    return Fragment.of(node)
+
+
+#: Member names and values for the ``drc_state`` event, one table per enum (IntEnum
+#: members of different enums compare equal by value, so they cannot share one).
+_STATE_NAMES: dict[DRCState, str] = {m: m.name for m in DRCState}
+_ISOLATION_NAMES: dict[IsolationState, str] = {m: m.name for m in IsolationState}
+_ALLOCATION_NAMES: dict[AllocationState, str] = {m: m.name for m in AllocationState}
+_INDICATOR_NAMES: dict[DrIndicator, str] = {m: m.name for m in DrIndicator}
+_SENSE_NAMES: dict[EntitySense, str] = {m: m.name for m in EntitySense}
+_MEMBER_VALUES: dict[DrcOperation | StateCause | Guard, str] = {
+    m: m.value for e in (DrcOperation, StateCause, Guard) for m in e
+}
+
 ReleaseCallback = Callable[["DRC", Any], None]
 FragmentBuilder = Callable[[Any], Node | None]
 
@@ -418,6 +492,11 @@ class DRC:
     #: The cached fragment and its flattened walk (built on the first configure call).
     fragment: Node | None = attrs.field(init=False, default=None, repr=False)
     fragment_steps: tuple[WalkStep, ...] = attrs.field(init=False, default=(), repr=False)
+    _index: int = attrs.field(init=False, default=0, repr=False)
+    #: The table holding this connector (told of every change, for its watchers).
+    _table: DrcTable | None = attrs.field(init=False, default=None, repr=False)
+    #: The fragment ``fragment_steps`` came from, with its precomputed answers.
+    _walk: Fragment | None = attrs.field(init=False, default=None, repr=False)
     #: configure-connector cursor: next step in ``fragment_steps`` (-1: none) and depth.
     ccs_offset: int = attrs.field(init=False, default=-1)
     ccs_depth: int = attrs.field(init=False, default=-1)
@@ -427,6 +506,7 @@ class DRC:
     def __attrs_post_init__(self) -> None:
         self.machine = _machine_for(self.type)
         self.state = self.machine.empty_state
+        self._index = drc_index(self.type, self.id)
 
     # -- the project's state trace ---------------------------------------------
 
@@ -450,24 +530,30 @@ class DRC:
     ) -> None:
         """``drc_state``: what ``op`` did (``old`` → now, its code) and every indicator now.
 
-        Only for connectors that ask for it, and only when someone records.
+        Only for connectors that ask for it, and only when someone records. Every
+        change of state, device or unplug flag passes here, so the table holding the
+        connector learns of it here too (see :meth:`DrcTable.watch`).
         """
+        table = self._table
+        if table is not None and table._watches:
+            table._touch(self)
         if not (self.trace_states and self.trace.active()):
             return
+        # (member names come from tables: an enum's .name/.value are Python properties)
         allocation = self.allocation_state
         _status, sense = self.entity_sense()
         self.trace.emit(
             "drc_state",
             index=self.index,
-            op=op.value,
-            old=old.name,
-            new=self.state.name,
+            op=_MEMBER_VALUES[op],
+            old=_STATE_NAMES[old],
+            new=_STATE_NAMES[self.state],
             code=None if code is None else int(code),
-            guard=None if guard is None else guard.value,
-            isolation=self.isolation_state.name,
-            allocation=None if allocation is None else allocation.name,
-            indicator=None if self.is_logical else self.dr_indicator.name,
-            sense=sense.name,
+            guard=None if guard is None else _MEMBER_VALUES[guard],
+            isolation=_ISOLATION_NAMES[self.isolation_state],
+            allocation=None if allocation is None else _ALLOCATION_NAMES[allocation],
+            indicator=None if self.is_logical else _INDICATOR_NAMES[self.dr_indicator],
+            sense=_SENSE_NAMES[sense],
             attached=self.device is not None,
             unplug_requested=self.unplug_requested,
         )
@@ -476,8 +562,9 @@ class DRC:
 
     @property
     def index(self) -> int:
-        """The DRC index the guest uses in every RTAS call."""
-        return drc_index(self.type, self.id)
+        """The DRC index the guest uses in every RTAS call (computed once: ``type`` and
+        ``id`` name the connector and never change)."""
+        return self._index
 
     @property
     def name(self) -> str:
@@ -631,14 +718,24 @@ class DRC:
             node = self.build_fragment(self.device)
             if node is None:
                 return CCResponse(ConfigureConnector.ERROR)
-            self.fragment = node
-            self.fragment_steps = tuple(walk(node))
+            fragment = _fragment_of(node)
+            self.fragment = fragment.node
+            self.fragment_steps = fragment.steps
+            self._walk = fragment
             self._rewind()
         steps = self.fragment_steps
-        if not 0 <= self.ccs_offset < len(steps):
+        offset = self.ccs_offset
+        if not 0 <= offset < len(steps):
             return CCResponse(ConfigureConnector.ERROR)  # past the structure end
-        step = steps[self.ccs_offset]
-        self.ccs_offset += 1
+        self.ccs_offset = offset + 1
+        known = self._walk
+        # (the answers hold only while the steps are the fragment's own)
+        answer = known.answers[offset] if known is not None and known.steps is steps else None
+        if answer is not None:
+            if answer.code is ConfigureConnector.NEXT_CHILD:
+                self.ccs_depth += 1
+            return answer
+        step = steps[offset]
         if step.tag is WalkTag.BEGIN_NODE:
             self.ccs_depth += 1
             return CCResponse(ConfigureConnector.NEXT_CHILD, name=step.name)
@@ -674,6 +771,16 @@ class DRC:
         self.trace.emit("spapr_drc_attach", index=self.index)
         self.device = device
         self._trace_state(StateCause.ATTACH, self.state)
+
+    def detach(self, device: object) -> None:
+        """Undo :meth:`attach` (a plug that failed after it): the connector is empty again."""
+        if self.device is not device or self.state != self.machine.empty_state:
+            raise DrcError(f"DRC 0x{self.index:x} cannot detach in {self.state!r}")
+        self.device = None
+
+    def cancel_unplug_request(self) -> None:
+        """Undo :meth:`unplug_request` that did not release (a device_del that failed after it)."""
+        self.unplug_requested = False
 
     def unplug_request(self) -> bool:
         """Ask for the device back: released now if the DRC is empty-state, else flagged.
@@ -812,23 +919,89 @@ class DrcArrays:
     types: bytes
 
 
+class DrcWatch:
+    """What a watcher of a :class:`DrcTable` has to look at again since it last looked.
+
+    A watcher keeps something derived from the connectors (which ones are not at
+    rest, which QOM links exist) without walking them all every time: it looks only
+    at the connectors :meth:`take` returns.
+    """
+
+    __slots__ = ("everything", "touched")
+
+    def __init__(self) -> None:
+        #: Every connector may have changed (first look, table changed, iterated).
+        self.everything = True
+        self.touched: set[DRC] = set()
+
+    def take(self) -> set[DRC] | None:
+        """The connectors that may have changed since the last call; None: any may have."""
+        if self.everything:
+            self.everything = False
+            self.touched = set()
+            return None
+        touched = self.touched
+        self.touched = set()
+        return touched
+
+
+def is_at_rest(drc: DRC) -> bool:
+    """No unplug pending, and the attached device (if any) configured: nothing to do."""
+    if drc.unplug_requested:
+        return False
+    if drc.device is None and not drc.is_empty:
+        return False
+    return not (drc.device is not None and not drc.is_ready)
+
+
 class DrcTable:
     """Every DRC of the machine by index (RTAS lookup), iterated in an order the owner sets.
 
     QEMU iterates its ``/dr-connector`` container (a hash table); the machine
     passes that order with :meth:`set_order`. Without one, insertion order.
+
+    Watchers (:meth:`watch`) learn which connectors may have changed: every
+    connector looked up (:meth:`get`, :meth:`by_id`) or changed through its own
+    methods counts; iterating the table, adding, replacing or removing one counts
+    as "any may have changed".
     """
 
     def __init__(self, trace: TraceRecorder | None = None) -> None:
         self.trace = trace if trace is not None else TraceRecorder(keep=False)
         self._by_index: dict[int, DRC] = {}
         self._order: list[int] | None = None
+        self._watches: list[DrcWatch] = []
+
+    def watch(self) -> DrcWatch:
+        """A new watcher; its first :meth:`DrcWatch.take` says "look at everything"."""
+        watch = DrcWatch()
+        self._watches.append(watch)
+        return watch
+
+    def _touch(self, drc: DRC) -> None:
+        for watch in self._watches:
+            if not watch.everything:  # (a watcher about to look at everything needs no list)
+                watch.touched.add(drc)
+
+    def _touch_all(self) -> None:
+        for watch in self._watches:
+            watch.everything = True
+
+    def holds(self, drc: DRC) -> bool:
+        """Whether ``drc`` itself is the table's connector for its index (not a touch)."""
+        return self._by_index.get(drc.index) is drc
+
+    def members(self) -> list[DRC]:
+        """Every connector, in no particular order, for a read-only scan (not a touch)."""
+        return list(self._by_index.values())
 
     def add(self, drc: DRC) -> DRC:
         """Register a connector (its index must be new)."""
         if drc.index in self._by_index:
             raise DrcError(f"DRC 0x{drc.index:x} already exists")
         self._by_index[drc.index] = drc
+        drc._table = self
+        self._touch_all()
         return drc
 
     def new(self, drc_type: DrcType, id_: int, **hooks: Any) -> DRC:
@@ -846,17 +1019,30 @@ class DrcTable:
         """
         old = self._by_index[drc.index]
         self._by_index[drc.index] = drc
+        if old._table is self:
+            old._table = None
+        drc._table = self
+        self._touch_all()
         return old
 
     def remove(self, index: int) -> DRC:
         """Unregister a connector (its index no longer resolves for the guest)."""
         drc = self._by_index.pop(index)
+        if drc._table is self:
+            drc._table = None
+        self._touch_all()
         drc.unrealize()
         return drc
 
     def get(self, index: int) -> DRC | None:
         """The connector with this index, or None (RTAS then answers -3)."""
-        return self._by_index.get(index & _U32)
+        drc = self._by_index.get(index & _U32)
+        if drc is not None and self._watches:
+            # the caller may change it (through methods a subclass overrides, too)
+            for watch in self._watches:
+                if not watch.everything:
+                    watch.touched.add(drc)
+        return drc
 
     def by_id(self, drc_type: DrcType, id_: int) -> DRC | None:
         """The connector of a type and id (QEMU's spapr_drc_by_id)."""
@@ -867,6 +1053,7 @@ class DrcTable:
         self._order = list(indexes)
 
     def __iter__(self) -> Iterator[DRC]:
+        self._touch_all()
         if self._order is None:
             yield from list(self._by_index.values())
             return

@@ -10,7 +10,7 @@ guest mistake yields a return code, never a Python exception.
 
 from __future__ import annotations
 
-import contextlib
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +28,10 @@ CC_WA_PROP_OFFSET = 16
 CC_WA_DATA = 20
 
 _U32 = 0xFFFFFFFF
+#: Work areas below this address are never changed by H_RTAS's address mask.
+_NO_MASK = 1 << 60
+#: Name offset, property length and value offset: the words at +8 of a property answer.
+_PROP_WORDS = struct.Struct(">III")
 
 
 def _load32(memory: GuestMemory, addr: int) -> int:
@@ -60,8 +64,11 @@ def _store_wa(memory: GuestMemory, wa: int, offset: int, data: bytes) -> None:
 
 def _set_ret(call: RtasCall[Any], i: int, value: int) -> None:
     """rtas_st on rets[i]: a store outside guest memory is dropped, as in QEMU."""
-    with contextlib.suppress(GuestMemoryError):
+    # (try/except: contextlib.suppress costs a context manager on every call)
+    try:  # noqa: SIM105
         call.set_ret(i, value)
+    except GuestMemoryError:
+        pass
 
 
 def rtas_set_indicator(drcs: DrcTable, call: RtasCall[Any]) -> None:
@@ -128,14 +135,29 @@ def rtas_ibm_configure_connector(drcs: DrcTable, call: RtasCall[Any]) -> None:
     response = drc.configure_connector_step()
     if response.name is not None:
         name = response.name.encode() + b"\0"
-        _store32(memory, wa + CC_WA_NAME_OFFSET, CC_WA_DATA)
-        _store_wa(memory, wa, CC_WA_DATA, name)
         if response.code == ConfigureConnector.NEXT_PROPERTY:
             value = response.value if response.value is not None else b""
             value_offset = CC_WA_DATA + len(name)
-            _store32(memory, wa + CC_WA_PROP_LEN, len(value))
-            _store32(memory, wa + CC_WA_PROP_OFFSET, value_offset)
-            _store_wa(memory, wa, value_offset, value)
+            if value_offset <= CC_WORK_AREA_SIZE and wa + value_offset + len(value) < _NO_MASK:
+                # The name fits the work area, so the three words, the name and the
+                # value are contiguous: one clipped store writes what the five below
+                # would (nothing masked, the value cut at the work area's end).
+                _store(
+                    memory,
+                    wa + CC_WA_NAME_OFFSET,
+                    _PROP_WORDS.pack(CC_WA_DATA, len(value), value_offset)
+                    + name
+                    + value[: CC_WORK_AREA_SIZE - value_offset],
+                )
+            else:
+                _store32(memory, wa + CC_WA_NAME_OFFSET, CC_WA_DATA)
+                _store_wa(memory, wa, CC_WA_DATA, name)
+                _store32(memory, wa + CC_WA_PROP_LEN, len(value))
+                _store32(memory, wa + CC_WA_PROP_OFFSET, value_offset)
+                _store_wa(memory, wa, value_offset, value)
+        else:
+            _store32(memory, wa + CC_WA_NAME_OFFSET, CC_WA_DATA)
+            _store_wa(memory, wa, CC_WA_DATA, name)
     _set_ret(call, 0, response.code)
 
 

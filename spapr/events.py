@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import collections
 import enum
+import itertools
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
 
@@ -24,6 +26,7 @@ from rtas.errlog import (
     HotplugAction,
     HotplugIdType,
     HotplugResource,
+    decode_event_log,
     epow_event,
     hotplug_event,
 )
@@ -36,6 +39,10 @@ LOG_TYPE_HOTPLUG = 0xE5
 #: Fixed IRQ numbers of the two event sources (SPAPR_IRQ_EPOW, SPAPR_IRQ_HOTPLUG).
 SPAPR_IRQ_EPOW = 0x1000
 SPAPR_IRQ_HOTPLUG = 0x1001
+#: Pending entries past which an identical hotplug request is not queued again.
+MAX_PENDING = 64
+#: Pending entries an ``event_queue`` trace event lists (the rest are counted).
+TRACE_PENDING_SHOWN = 8
 
 RtasRegister = Callable[[int, str, Callable[[RtasCall], None]], None]
 
@@ -105,6 +112,15 @@ class EventQueue:
     pending: collections.deque[EventLogEntry] = attrs.field(factory=collections.deque)
     #: Where the project's ``event_queue`` event goes after every change (None: nowhere).
     trace: TraceRecorder | None = attrs.field(default=None, repr=False)
+    #: First pending entry by request, how many entries it covers, the first and the
+    #: last of those (see :meth:`_request_index`).
+    _index: tuple[
+        dict[tuple[Any, ...] | None, EventLogEntry], int, EventLogEntry | None, EventLogEntry | None
+    ] = attrs.field(factory=lambda: ({}, 0, None, None), init=False, repr=False, eq=False)
+    #: Decoded requests of pending entries, by entry id (see :meth:`_request_of`).
+    _requests: dict[int, tuple[EventLogEntry, tuple[Any, ...] | None]] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False
+    )
 
     def _trace_change(self, op: str, entry: EventLogEntry | None = None) -> None:
         """``event_queue``: what changed (``op``, the entry) and every pending entry now.
@@ -114,11 +130,23 @@ class EventQueue:
         """
         if self.trace is None or not self.trace.active():
             return
+        if len(self.pending) <= TRACE_PENDING_SHOWN:
+            self.trace.emit(
+                "event_queue",
+                op=op,
+                entry=None if entry is None else self._describe(entry),
+                pending=[self._describe(e) for e in self.pending],
+            )
+            return
+        # a long queue: the oldest entries (check-exception's next) and the count, so
+        # one event stays small however long the queue grows
+        shown = itertools.islice(self.pending, TRACE_PENDING_SHOWN)
         self.trace.emit(
             "event_queue",
             op=op,
             entry=None if entry is None else self._describe(entry),
-            pending=[self._describe(e) for e in self.pending],
+            pending=[self._describe(e) for e in shown],
+            pending_total=len(self.pending),
         )
 
     def _describe(self, entry: EventLogEntry) -> dict[str, object]:
@@ -150,10 +178,66 @@ class EventQueue:
     # --- producers ---------------------------------------------------------------
 
     def queue(self, entry: EventLogEntry) -> None:
-        """Append an entry and pulse its source's IRQ."""
+        """Append an entry and pulse its source's IRQ (nothing queued if either fails)."""
         self.pending.append(entry)
-        self._trace_change("queued", entry)
-        self.pulse_irq(self.route(entry).irq)
+        try:
+            self._trace_change("queued", entry)
+            self.pulse_irq(self.route(entry).irq)
+        except BaseException:
+            if self.pending and self.pending[-1] is entry:
+                self.pending.pop()
+            raise
+
+    def _pending_request(
+        self, action: HotplugAction, drc_index: int, resource: HotplugResource
+    ) -> EventLogEntry | None:
+        """A pending hotplug entry asking exactly this, if the queue is at its bound."""
+        if len(self.pending) < MAX_PENDING:
+            return None
+        return self._request_index().get((action, drc_index, resource))
+
+    def _request_index(self) -> dict[tuple[Any, ...] | None, EventLogEntry]:
+        """The first pending entry of each request, kept as the queue grows.
+
+        The index covers the first ``n`` pending entries; entries appended since are
+        added to it. When the queue changed otherwise (an entry taken, a reset), its
+        first or ``n``-th entry is no longer the one indexed, and it is rebuilt.
+        """
+        pending = self.pending
+        index, covered, first, last = self._index
+        if not (
+            covered
+            and len(pending) >= covered
+            and pending[0] is first
+            and pending[covered - 1] is last
+        ):
+            index, covered = {}, 0
+        for i in range(covered, len(pending)):
+            entry = pending[i]
+            index.setdefault(self._request_of(entry), entry)
+        if pending:
+            self._index = (index, len(pending), pending[0], pending[-1])
+        else:
+            self._index = ({}, 0, None, None)
+        return index
+
+    def _request_of(self, entry: EventLogEntry) -> tuple[Any, ...] | None:
+        """(action, DRC index, resource) of a hotplug entry (None: not a hotplug entry).
+
+        Decoded once per entry and remembered (a long queue is looked through on every
+        request; decoding each entry every time made a request cost grow with it).
+        """
+        known = self._requests.get(id(entry))
+        if known is not None and known[0] is entry:
+            return known[1]
+        hotplug = decode_event_log(entry.to_bytes()).hotplug
+        request = None if hotplug is None else (hotplug.action, hotplug.drc_index, hotplug.resource)
+        if len(self._requests) > 4 * MAX_PENDING + 2 * len(self.pending):
+            # forget entries no longer pending (ids of dropped entries can be reused)
+            live = {id(e) for e in self.pending}
+            self._requests = {k: v for k, v in self._requests.items() if k in live}
+        self._requests[id(entry)] = (entry, request)
+        return request
 
     def queue_hotplug(
         self,
@@ -161,7 +245,28 @@ class EventQueue:
         drc_index: int,
         resource: HotplugResource = HotplugResource.CPU,
     ) -> EventLogEntry:
-        """Queue an ADD/REMOVE-by-DRC-index request (the only kind CPUs use)."""
+        """Queue an ADD/REMOVE-by-DRC-index request (the only kind CPUs use).
+
+        QEMU queues every request; so does this model up to :data:`MAX_PENDING`
+        entries. Past that, a request identical to one still pending is not queued
+        again (its interrupt is pulsed again): a client repeating ``device_del`` while
+        the guest is stopped must not grow the queue without bound.
+        """
+        same = self._pending_request(action, drc_index, resource)
+        if same is not None:
+            self._trace_change("coalesced", same)
+            self.pulse_irq(self.route(same).irq)
+            return same
+        next_plid = self.plids.next_plid
+        try:
+            return self._queue_new_hotplug(action, drc_index, resource)
+        except BaseException:
+            self.plids.next_plid = next_plid  # all or nothing, the PLID counter included
+            raise
+
+    def _queue_new_hotplug(
+        self, action: HotplugAction, drc_index: int, resource: HotplugResource
+    ) -> EventLogEntry:
         date, time = self.rtc()
         entry = hotplug_event(
             resource,

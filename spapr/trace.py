@@ -3,8 +3,10 @@
 Every state change in the model emits a named event here: QEMU's own events
 (``spapr_drc_attach``, ``xics_ics_set_irq_msi``, ...) with QEMU's message format,
 and this project's guest-side events (``rtas_call``, ``vcpu_state``, ...). The
-recorder keeps them in memory with their virtual time, renders QEMU's log line
-format (``-trace``/``-D``) and exports JSON lines (``-trace-json``).
+recorder keeps the recent ones in memory with their virtual time (a bounded ring:
+a machine that runs for days must not grow), renders QEMU's log line format
+(``-trace``/``-D``) and exports JSON lines (``-trace-json``), where a whole run is
+kept when someone asks for it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,13 @@ class TraceEvent:
 
 TraceSink = Callable[[TraceEvent], None]
 
+#: Events kept in memory by default: about 200 hotplug cycles (a cycle is about 100
+#: events of some 300 bytes each), the recent past ``trace show``, ``trace diagram``
+#: and ``trace draw`` look at; ``-trace-json`` keeps a whole run on disk.
+DEFAULT_KEEP = 20_000
+#: Sink failures remembered (a sink that fails is dropped; these say why).
+MAX_SINK_ERRORS = 16
+
 
 @attrs.define
 class _Subscription:
@@ -109,15 +118,25 @@ class _Subscription:
 class TraceRecorder:
     """Collects trace events on virtual time and fans them out to subscribed sinks.
 
-    ``keep`` controls the in-memory log (on by default: the step-by-step view and
-    the tests read it); sinks (a ``-D`` file, a JSON-lines file, a live printer)
-    receive only the events matching their glob patterns, like QEMU's ``-trace``.
+    ``keep`` bounds the in-memory log: True keeps the latest :data:`DEFAULT_KEEP`
+    events, a number that many, False none. ``events`` is a plain list holding the
+    latest ones (between ``keep`` and 1.5 × ``keep`` of them: the oldest are dropped
+    in batches, so appending stays cheap); ``dropped`` counts what left it. Sinks (a
+    ``-D`` file, a JSON-lines file, a live printer) receive every event matching
+    their glob patterns, like QEMU's ``-trace``; a sink whose output fails (a closed
+    pipe, a full disk) is dropped, as QEMU's log carries on after a failed write,
+    and the machine never stops for it (``sink_errors`` says what failed).
     """
 
-    def __init__(self, clock: Callable[[], int] | None = None, *, keep: bool = True) -> None:
+    def __init__(self, clock: Callable[[], int] | None = None, *, keep: bool | int = True) -> None:
         self._clock: Callable[[], int] = clock if clock is not None else (lambda: 0)
-        self.keep = keep
+        capacity = DEFAULT_KEEP if keep is True else int(keep)
+        self.capacity = max(0, capacity)
+        self.keep = self.capacity > 0
         self.events: list[TraceEvent] = []
+        self.dropped = 0
+        self.sink_errors: list[str] = []
+        self._trim_at = self.capacity + max(1, self.capacity // 2)
         self._subs: list[_Subscription] = []
 
     def set_clock(self, clock: Callable[[], int]) -> None:
@@ -141,10 +160,28 @@ class TraceRecorder:
             return
         event = TraceEvent(self._clock(), event_name, fields)
         if self.keep:
-            self.events.append(event)
+            events = self.events
+            events.append(event)
+            if len(events) >= self._trim_at:
+                excess = len(events) - self.capacity
+                del events[:excess]
+                self.dropped += excess
+        failed: list[tuple[_Subscription, Exception]] = []
         for sub in self._subs:
             if sub.wants(event_name):
-                sub.sink(event)
+                try:
+                    sub.sink(event)
+                except (OSError, ValueError) as exc:
+                    failed.append((sub, exc))
+        for sub, problem in failed:
+            self._sink_failed(sub, problem)
+
+    def _sink_failed(self, sub: _Subscription, exc: Exception) -> None:
+        """Drop a sink whose output failed; remember why (bounded)."""
+        if sub in self._subs:
+            self._subs.remove(sub)
+        if len(self.sink_errors) < MAX_SINK_ERRORS:
+            self.sink_errors.append(f"{getattr(sub.sink, '__name__', 'sink')}: {exc}")
 
     def select(self, pattern: str = "*") -> list[TraceEvent]:
         """Recorded events whose name matches ``pattern``."""
@@ -161,4 +198,6 @@ class TraceRecorder:
         )
 
     def clear(self) -> None:
+        """Forget the kept events (sinks keep what they received)."""
         self.events.clear()
+        self.dropped = 0

@@ -91,6 +91,10 @@ class SourceFlags(enum.IntFlag):
 
 _NO_STATUS = SourceStatus(0)
 _NO_FLAGS = SourceFlags(0)
+# Plain-int bits for tests on the hot path (an IntFlag ``&`` builds a new flag member).
+_LSI_BIT = int(SourceFlags.LSI)
+_REJECTED_BIT = int(SourceStatus.REJECTED)
+_ASSERTED_BIT = int(SourceStatus.ASSERTED)
 
 
 class RtasCallLike(Protocol):
@@ -131,7 +135,7 @@ class IcsSource:
     @property
     def lsi(self) -> bool:
         """Level-sensitive; anything else (MSI or a free source) takes the MSI paths."""
-        return bool(self.flags & SourceFlags.LSI)
+        return bool(int(self.flags) & _LSI_BIT)
 
     @property
     def claimed(self) -> bool:
@@ -196,7 +200,8 @@ class Ics:
     def _set_status(self, srcno: int, status: SourceStatus) -> None:
         src = self.sources[srcno]
         src.status = status
-        if status & SourceStatus.REJECTED or (src.lsi and status & SourceStatus.ASSERTED):
+        bits = int(status)
+        if bits & _REJECTED_BIT or (int(src.flags) & _LSI_BIT and bits & _ASSERTED_BIT):
             self._resend_candidates.add(srcno)
         else:
             self._resend_candidates.discard(srcno)

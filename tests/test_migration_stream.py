@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from machine.board.pseries import JournalEntry
+from machine.board.journal import JournalEntry
 from machine.migration.stream import FORMAT, VERSION, MigrationStream
 from spapr.errors import QemuError
 

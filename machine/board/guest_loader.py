@@ -19,11 +19,15 @@ to silence rtasd's periodic event-scan.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from guest import GuestMode, GuestTiming, LinuxGuest, Misbehavior, WrongIndices
-from machine.board.manual_guest import ManualGuest
 from spapr.errors import QemuError
+
+if TYPE_CHECKING:
+    from machine.board.manual_guest import ManualGuest
 
 GUEST_KINDS = ("linux", "drmgr", "none", "manual")
 
@@ -41,6 +45,9 @@ class GuestChoice:
     def create(self) -> LinuxGuest | ManualGuest | None:
         """A fresh guest object, or None for ``-guest none``."""
         if self.manual:
+            # (loaded only for -guest manual: the prompt-driven guest is a module of its own)
+            from machine.board.manual_guest import ManualGuest
+
             return ManualGuest()
         if self.mode is None:
             return None

@@ -93,6 +93,17 @@ class GuestRandom:
             out += self._mt.next_u32().to_bytes(4, "little")
         return bytes(out[:length])
 
+    def snapshot(self) -> tuple[int, list[int]] | None:
+        """The stream's position (None without -seed), for :meth:`restore`."""
+        if self._mt is None:
+            return None
+        return self._mt._index, list(self._mt._mt)
+
+    def restore(self, state: tuple[int, list[int]] | None) -> None:
+        """Go back to a :meth:`snapshot` (a host operation undone draws nothing)."""
+        if state is not None and self._mt is not None:
+            self._mt._index, self._mt._mt = state[0], list(state[1])
+
     def vcpu_thread_started(self) -> None:
         """A vCPU thread drew its own 8-byte seed (qemu_guest_random_seed_thread_part1)."""
         if self._mt is not None:

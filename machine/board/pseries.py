@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+import struct
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -21,7 +22,8 @@ import attrs
 from fdt import DeviceTree, Node, to_dtb
 from machine.board.device_tree import DeviceTreeConfig, DeviceTreeState, build_device_tree
 from machine.board.guest_random import GuestRandom
-from machine.board.qdev import build_core, parse_device_add
+from machine.board.journal import Journal, JournalEntry, journal_args, traced_args
+from machine.board.qdev import build_core, parse_device_add, realize_requested
 from machine.board.qom import QomObject, QomTree
 from machine.config.ghash import drc_container_order
 from machine.config.qemu_opts import QemuWarning
@@ -41,7 +43,7 @@ from spapr.cpu_core import (
 from spapr.cpu_models import CpuModel
 from spapr.cpu_node import CpuNodeEnv
 from spapr.cpu_rtas import CpuRtas
-from spapr.drc import DRC, DrcTable, DrcType, drc_index
+from spapr.drc import DRC, DrcTable, DrcType, drc_index, is_at_rest
 from spapr.drc_rtas import (
     CC_WA_INDEX,
     CC_WA_NAME_OFFSET,
@@ -84,15 +86,15 @@ RTC_EPOCH = datetime.datetime(2016, 9, 1, 0, 0, 0)
 H_MULTI_THREADS_ACTIVE = -9005
 #: Header QEMU puts before the FDT it returns from CAS (SpaprDeviceTreeUpdateHeader).
 CAS_FDT_HEADER_VERSION = 1
-
-
-@attrs.frozen
-class JournalEntry:
-    """One host input (a monitor command or a guest-console request) at virtual time ``t``."""
-
-    t: int
-    command: str
-    args: Mapping[str, Any]
+#: The RTAS services whose output (what they left in guest memory) is traced.
+_RTAS_OUTPUT_SERVICES = frozenset({"check-exception", "ibm,configure-connector"})
+#: The configure-connector work area's first five words (index, -, name offset,
+#: property length, property offset), read at once for its ``rtas_output``.
+_WORK_AREA_WORDS = struct.Struct(">IIIII")
+_CC_NEXT_CHILD = int(ConfigureConnector.NEXT_CHILD)
+_CC_NEXT_PROPERTY = int(ConfigureConnector.NEXT_PROPERTY)
+#: QMP events kept for ``info events`` (the latest ones, to 1.5x; listeners get them all).
+QMP_EVENTS_KEEP = 1000
 
 
 @attrs.frozen
@@ -109,8 +111,23 @@ def _device_event_data(dev_id: str | None, path: str) -> dict[str, Any]:
     return {"path": path} if dev_id is None else {"device": dev_id, "path": path}
 
 
+#: The dates the guest RTC can show: what an event log's BCD date holds (years 1-9999).
+RTC_MIN = datetime.datetime(1, 1, 1)
+RTC_MAX = datetime.datetime(9999, 12, 31, 23, 59, 59)
+
+
 def _rtc_time(now_ns: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    when = RTC_EPOCH + datetime.timedelta(microseconds=now_ns // 1000)
+    """The guest RTC at ``now_ns`` past RTC_EPOCH, held within years 1-9999.
+
+    The guest sets the offset (set-time-of-day), so any value must give a date the
+    event log can carry: a clock set to the end of 9999 stays there instead of
+    making the next hotplug event (a host operation) fail. QEMU's gmtime goes on
+    past 9999 and its BCD then garbles the year; no guest depends on either.
+    """
+    try:
+        when = RTC_EPOCH + datetime.timedelta(microseconds=now_ns // 1000)
+    except OverflowError:
+        when = RTC_MAX if now_ns > 0 else RTC_MIN
     return (when.year, when.month, when.day), (when.hour, when.minute, when.second)
 
 
@@ -141,11 +158,16 @@ class PseriesMachine:
         self.runstate = "prelaunch"
         self.migrating = False
         self.legacy_core_names = setup.config.legacy_core_names
+        #: qdev_set_id's static anon_count: the next /machine/peripheral-anon/device[N].
+        #: Every device_add without an id that gets past the driver checks takes a
+        #: number, even if it is refused later; numbers are never reused.
+        self.anon_device_count = 0
         self.guest_program_factory = program_factory
         #: The loaded reference guest (guest.LinuxGuest), if any.
         self.guest: Any = None
-        #: Host inputs in the order applied, with the virtual time: the migration journal.
-        self.journal: list[JournalEntry] = []
+        #: Host inputs in the order applied, with the virtual time: the migration journal
+        #: (the latest in memory, the rest in a temporary file).
+        self.journal = Journal()
         self.fdt_blob: bytes = b""
         self.fdt_addr = 0
         self.ov5 = self._offered_ov5()
@@ -183,6 +205,9 @@ class PseriesMachine:
         self.rtas = RtasDispatcher[int]()
         self.rtas.add_observer(self._trace_rtas_call)
         self.drcs = DrcTable(self.trace)
+        #: CPU connectors not at rest, kept up to date from the table's watch.
+        self._rest_watch = self.drcs.watch()
+        self._restless: set[DRC] = set()
         self.slots: list[CoreSlot] = [
             CoreSlot(s.index, s.core_id, s.node_id, s.vcpus_count, s.type)
             for s in self.topology.slots
@@ -329,30 +354,59 @@ class PseriesMachine:
 
     # ------------------------------------------------------------ cores
 
-    def _realize_and_plug(self, core: SpaprCpuCore, parent: str | None) -> None:
-        """pre_plug, realize (threads), plug — QEMU's device_set_realized order."""
+    def _anon_name(self, dev_id: str | None) -> str | None:
+        """The peripheral-anon name a device without an id takes now (qdev_set_id)."""
+        if dev_id is not None:
+            return None
+        name = f"device[{self.anon_device_count}]"
+        self.anon_device_count += 1
+        return name
+
+    def _realize_and_plug(
+        self, core: SpaprCpuCore, parent: str | None, anon_name: str | None = None
+    ) -> None:
+        """pre_plug, realize (threads), plug — QEMU's device_set_realized order.
+
+        All or nothing: if any step fails (a refusal, or a fault of the model), every
+        earlier step is undone in reverse — the QOM object and its threads' children,
+        the vCPU threads with their presenters, the guest random stream they drew
+        from, the DRC attach and its event — so the machine is exactly as before and
+        the same command can be retried.
+        """
         slot = self.hotplug.pre_plug(core)
         obj = QomObject(self.core_type, payload=core)
-        if parent is None:
-            self.qom.add_child(self.qom.unattached, "device[*]", obj)
-        elif core.dev_id is not None:
-            self.qom.add_child(self.qom.peripheral, core.dev_id, obj)
-        else:
-            self.qom.add_child(self.qom.peripheral_anon, "device[*]", obj)
-        core.qom_path = obj.path
+        random_state = self.random.snapshot()
+        undo: list[Callable[[], None]] = []
         try:
+            if parent is None:
+                self.qom.add_child(self.qom.unattached, "device[*]", obj)
+            elif core.dev_id is not None:
+                self.qom.add_child(self.qom.peripheral, core.dev_id, obj)
+            else:
+                self.qom.add_child(self.qom.peripheral_anon, anon_name or "device[*]", obj)
+            undo.append(lambda: QomTree.unparent(obj))
+            core.qom_path = obj.path
+            undo.append(lambda: self.random.restore(random_state))
             self.hotplug.realize(core)
-        except QemuError:
-            QomTree.unparent(obj)
+            undo.append(lambda: self._unrealize(core))
+            for i, thread in enumerate(core.threads):
+                tobj = self.qom.add_child(
+                    obj, f"thread[{i}]", QomObject(self.thread_type, payload=thread)
+                )
+                for presenter in thread.presenters:
+                    self.qom.add_child(tobj, presenter, QomObject(presenter))
+            self.hotplug.plug(core, slot)
+            self.cores.append(core)
+        except BaseException:
+            for step in reversed(undo):
+                step()
             raise
-        for i, thread in enumerate(core.threads):
-            tobj = self.qom.add_child(
-                obj, f"thread[{i}]", QomObject(self.thread_type, payload=thread)
-            )
-            for presenter in thread.presenters:
-                self.qom.add_child(tobj, presenter, QomObject(presenter))
-        self.hotplug.plug(core, slot)
-        self.cores.append(core)
+
+    def _unrealize(self, core: SpaprCpuCore) -> None:
+        """Undo a realize: the threads go (a plug that failed after creating them)."""
+        self.destroy_threads(core)
+        core.threads = []
+        core.realized = False
 
     def create_threads(self, core: SpaprCpuCore) -> list[VcpuThread]:
         """CoreHotplugHost: realize the core's vCPU threads, stopped."""
@@ -370,11 +424,25 @@ class PseriesMachine:
                 compat_pvr=self.compat_pvr,
             )
             threads.append(thread)
-        for thread in threads:
-            self.sched.add_vcpu(thread.vcpu_id)
-            self.xics.add_icp(thread.vcpu_id, thread.cpu_index)
-            self.threads_by_vcpu[thread.vcpu_id] = thread
-            self.random.vcpu_thread_started()
+        created: list[VcpuThread] = []
+        try:
+            for thread in threads:
+                self.sched.add_vcpu(thread.vcpu_id)
+                try:
+                    self.xics.add_icp(thread.vcpu_id, thread.cpu_index)
+                except BaseException:
+                    self.sched.remove_vcpu(thread.vcpu_id)
+                    raise
+                self.threads_by_vcpu[thread.vcpu_id] = thread
+                created.append(thread)
+                self.random.vcpu_thread_started()
+        except BaseException:
+            # all or nothing: no orphan vCPU thread or presenter is left behind
+            for thread in reversed(created):
+                self.sched.remove_vcpu(thread.vcpu_id)
+                self.xics.remove_icp(thread.vcpu_id)
+                del self.threads_by_vcpu[thread.vcpu_id]
+            raise
         return threads
 
     def destroy_threads(self, core: SpaprCpuCore) -> None:
@@ -437,19 +505,30 @@ class PseriesMachine:
     # ------------------------------------------------------------ events out
 
     def emit_event(self, name: str, data: Mapping[str, Any]) -> None:
-        """Record a QMP event and hand it to listeners (the monitor)."""
+        """Record a QMP event and hand it to listeners (the monitor).
+
+        Listeners get the event whole; what is kept (``qmp_events`` for ``info
+        events``, the trace) holds long strings shortened (a client's megabyte-long
+        device id must not be kept a thousand times over).
+        """
         event = QmpEvent(name, dict(data), self.sched.now)
-        self.qmp_events.append(event)
-        self.trace.emit("qmp_event", name=name, data=dict(data))
+        kept = traced_args(data)
+        events = self.qmp_events
+        events.append(event if kept == event.data else QmpEvent(name, kept, event.t))
+        if len(events) >= QMP_EVENTS_KEEP + QMP_EVENTS_KEEP // 2:
+            # ``info events`` shows the recent past; a long run must not grow
+            del events[: len(events) - QMP_EVENTS_KEEP]
+        self.trace.emit("qmp_event", name=name, data=kept)
         for listener in list(self.event_listeners):
             listener(event)
 
     def _trace_rtas_call(self, call: Any, hcall_status: int, rets: Sequence[int]) -> None:
         """Dispatcher observer: one ``rtas_call`` event per call (skipped when nobody records)."""
-        if not self.trace.active():
+        trace = self.trace
+        if not trace.active():
             return
         name = service_name(call.token) or f"0x{call.token:x}"
-        self.trace.emit(
+        trace.emit(
             "rtas_call",
             vcpu=call.caller,
             name=name,
@@ -457,12 +536,14 @@ class PseriesMachine:
             status=rets[0] if rets else None,
             rets=list(rets),
         )
+        if name not in _RTAS_OUTPUT_SERVICES:
+            return
         try:
             output = self._rtas_output(name, call.args, rets)
         except GuestMemoryError:
             output = None  # the guest pointed outside its RAM: nothing to show
         if output is not None:
-            self.trace.emit("rtas_output", vcpu=call.caller, name=name, **output)
+            trace.emit("rtas_output", vcpu=call.caller, name=name, **output)
 
     def _rtas_output(
         self, name: str, args: Sequence[int], rets: Sequence[int]
@@ -483,6 +564,30 @@ class PseriesMachine:
             }
         if name == "ibm,configure-connector" and len(args) >= 2:
             wa = (args[1] << 32) | args[0]
+            try:
+                words = self.memory.unpack(_WORK_AREA_WORDS, wa)
+            except GuestMemoryError:
+                words = None  # (the field-by-field reads below say which read fails)
+            if words is not None:
+                # the five words at once; then what each answer wrote after them
+                kind: str | None = None
+                name_text: str | None = None
+                value: str | None = None
+                if status in (_CC_NEXT_CHILD, _CC_NEXT_PROPERTY):
+                    offset = words[2]
+                    name_text = self.memory.read_cstring(
+                        wa + offset, CC_WORK_AREA_SIZE - offset
+                    ).decode("latin-1")
+                    kind = "node" if status == _CC_NEXT_CHILD else "property"
+                    if status == _CC_NEXT_PROPERTY:
+                        value = self.memory.read(wa + words[4], words[3]).hex()
+                return {
+                    "work_area": wa,
+                    "index": words[0],
+                    "kind": kind,
+                    "item": name_text,
+                    "value": value,
+                }
             out: dict[str, Any] = {
                 "work_area": wa,
                 "index": self.memory.ld32(wa + CC_WA_INDEX),
@@ -509,9 +614,14 @@ class PseriesMachine:
         return set(self.qom.peripheral.children)
 
     def record(self, command: str, args: Mapping[str, Any]) -> None:
-        """Journal a host input (every one that changes state is replayed on migration)."""
-        self.journal.append(JournalEntry(self.sched.now, command, dict(args)))
-        self.trace.emit("host_command", command=command, args=dict(args))
+        """Journal a host input (every one that changes state is replayed on migration).
+
+        The arguments are journaled and traced depth-bounded (``journal_args``): what
+        a client nests 1024 levels deep must not reach an encoder that recurses.
+        """
+        kept = journal_args(args)
+        self.journal.append(JournalEntry(self.sched.now, command, kept))
+        self.trace.emit("host_command", command=command, args=traced_args(kept))
 
     @contextlib.contextmanager
     def _host_operation(
@@ -544,8 +654,12 @@ class PseriesMachine:
                 existing_ids=self.peripheral_ids,
                 machine_core_types=self._machine_core_types(),
             )
+            anon_name = self._anon_name(request.dev_id)
             core = build_core(request, smp_threads=self.topology.threads, hotplugged=True)
-            self._realize_and_plug(core, parent="peripheral")
+            if realize_requested(request):
+                self.hotplug.pre_plug(core)  # QEMU's refusal when the realize it asked fails
+                raise QemuError(f"Property '{core.type_name}.realized' is not writable")
+            self._realize_and_plug(core, parent="peripheral", anon_name=anon_name)
         return core
 
     def _machine_core_types(self) -> dict[str, CpuModel]:
@@ -776,6 +890,16 @@ class PseriesMachine:
         for other in self.iter_threads():
             if other.vcpu_id != vcpu_id and not self.sched.is_halted(other.vcpu_id):
                 return H_MULTI_THREADS_ACTIVE
+        try:
+            return self._cas(vcpu_id, vec, fdt_buf, fdt_bufsize)
+        except GuestMemoryError:
+            # a vector (or its option vectors) outside guest RAM: QEMU would read the
+            # unassigned memory as zeros; the model refuses the call instead
+            self.trace.emit("guest_error", message="CAS vector outside guest memory")
+            return HcallReturn.H_PARAMETER
+
+    def _cas(self, vcpu_id: int, vec: int, fdt_buf: int, fdt_bufsize: int) -> int:
+        """H_CAS once the other threads are known to be halted."""
         choice = cas_check_pvr(
             self.memory, vec & 0x0FFFFFFFFFFFFFFF, self.model, self.setup.max_compat
         )
@@ -840,8 +964,8 @@ class PseriesMachine:
         y, mo, d, h, mi, s, ns = when
         try:
             target = datetime.datetime(y, mo, d, h, mi, s)
-        except ValueError:
-            return
+        except (ValueError, OverflowError):
+            return  # not a date (a guest value: any 32-bit word)
         delta = target - RTC_EPOCH
         self.rtc_offset_ns = int(delta.total_seconds()) * 1_000_000_000 + ns - self.sched.now
 
@@ -866,6 +990,29 @@ class PseriesMachine:
         """The connector with this DRC index (monitor lookups)."""
         return self.drcs.get(index)
 
+    def cpu_connectors_at_rest(self) -> bool:
+        """Every CPU connector at rest (:func:`~spapr.drc.is_at_rest`): no unplug pending,
+        every attached core configured.
+
+        Kept incrementally: only the connectors the table reports as touched since the
+        previous call are looked at again, so a settle check costs the same with 8 or
+        4096 slots.
+        """
+        touched = self._rest_watch.take()
+        restless = self._restless
+        drcs = self.drcs
+        if touched is None:
+            restless.clear()
+            candidates: Iterable[DRC] = drcs.members()
+        else:
+            candidates = touched
+        for drc in candidates:
+            if drc.type is DrcType.CPU and drcs.holds(drc) and not is_at_rest(drc):
+                restless.add(drc)
+            else:
+                restless.discard(drc)
+        return not restless
+
     def cpu_drc_index(self, core_id: int) -> int:
         """The index of the CPU connector of the slot of ``core_id``."""
         return drc_index(DrcType.CPU, self.topology.vcpu_id(core_id))
@@ -881,8 +1028,9 @@ class PseriesMachine:
                 existing_ids=self.peripheral_ids,
                 machine_core_types=self._machine_core_types(),
             )
+            anon_name = self._anon_name(request.dev_id)
             core = build_core(request, smp_threads=self.topology.threads, hotplugged=False)
-            self._realize_and_plug(core, parent="peripheral")
+            self._realize_and_plug(core, parent="peripheral", anon_name=anon_name)
         except QemuError as err:
             if err.location is None:
                 err.location = location

@@ -23,20 +23,27 @@ from spapr.errors import QemuError
 
 #: Properties a spapr core accepts from device_add (cpu-core's and spapr-cpu-core's own).
 CORE_PROPERTIES = ("core-id", "nr-threads", "node-id", "pre-3.0-migration")
-#: Device properties every qdev has but device_add may not set.
-READ_ONLY_PROPERTIES = ("hotplugged", "hotpluggable", "parent_bus", "type", "realized")
+#: Device properties every qdev has but device_add may not set (``realized`` is
+#: writable: off is a no-op, on realizes the device there and then -- see
+#: :func:`realize_requested`).
+READ_ONLY_PROPERTIES = ("hotplugged", "hotpluggable", "parent_bus", "type")
 #: Keys of a device_add request that are not properties.
 _NON_PROPERTY_KEYS = ("driver", "bus", "id")
 
 
 def qmp_value_to_opt(value: Any) -> str | None:
-    """qemu_opts_from_qdict: scalars become option strings; others are refused (None)."""
+    """qemu_opts_from_qdict: scalars become option strings; others are refused (None).
+
+    A JSON number that is not an integer (``2.0``, ``1e3``, or an integer too large
+    for 64 bits) is a double in QEMU and becomes ``%.17g`` text (qnum_to_string), so
+    ``"core-id": 2.0`` reads as core-id 2 and ``2.5`` is refused as not an integer.
+    """
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return repr(value)
+        return f"{value:.17g}"
     if isinstance(value, str):
         return value
     return None
@@ -72,6 +79,8 @@ def parse_device_add(
     """Validate a device_add request (QMP arguments or parsed -device/HMP options)."""
     options: list[tuple[str, str]] = []
     for key in qdict_order(list(args)):
+        if key == "id" and not isinstance(args[key], str):
+            continue  # qemu_opts_from_qdict takes the id with qdict_get_try_str: a string or none
         text = qmp_value_to_opt(args[key])
         if text is None:
             continue  # qemu_opts_from_qdict drops lists and dictionaries silently
@@ -102,6 +111,19 @@ def parse_device_add(
     return CoreRequest(driver, model, dev_id, props)
 
 
+def realize_requested(request: CoreRequest) -> bool:
+    """The request sets ``realized=on`` (QEMU's setter then realizes the core at once).
+
+    QEMU 7.2 runs the hotplug checks and realize right in the setter: a refusal
+    comes back as usual, but a success is followed by qdev_device_add's own
+    realize, which asserts (``!dev->realized``) and aborts QEMU. The machine gives
+    QEMU's refusal when there is one, and a clear refusal instead of the abort.
+    """
+    return any(
+        name == "realized" and parse_keyval_bool(name, text) for name, text in request.properties
+    )
+
+
 def build_core(request: CoreRequest, *, smp_threads: int, hotplugged: bool) -> SpaprCpuCore:
     """Create the core object and set its properties in order (QEMU's qdev_new + setters)."""
     core = SpaprCpuCore(
@@ -114,13 +136,14 @@ def build_core(request: CoreRequest, *, smp_threads: int, hotplugged: bool) -> S
         hotplugged=hotplugged,
     )
     for name, text in request.properties:
+        # QEMU names the object's own type (host-spapr-cpu-core under KVM's -cpu host).
         if name in READ_ONLY_PROPERTIES:
-            raise QemuError(f"Property '{request.model.core_type}.{name}' is not writable")
-        if name not in CORE_PROPERTIES:
-            raise QemuError(f"Property '{request.model.core_type}.{name}' not found")
-        if name == "pre-3.0-migration":
+            raise QemuError(f"Property '{core.type_name}.{name}' is not writable")
+        if name in ("pre-3.0-migration", "realized"):
             parse_keyval_bool(name, text)
             continue
+        if name not in CORE_PROPERTIES:
+            raise QemuError(f"Property '{core.type_name}.{name}' not found")
         value = strtoi64(text)
         if value is None:
             raise QemuError(f"Parameter '{name}' expects integer")

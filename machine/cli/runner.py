@@ -29,6 +29,7 @@ from typing import TextIO
 import attrs
 
 from machine.board.pseries import PseriesMachine, QmpEvent
+from machine.cli.signals import SignalWatch
 from machine.config.cmdline import PROG
 from machine.monitor.control import MachineControl
 from machine.monitor.hmp import HmpMonitor
@@ -149,8 +150,15 @@ def run_machine(
     scenario: Scenario | None = None,
     stdin: TextIO | None = None,
     incoming_runstate: str | None = None,
+    signals: SignalWatch | None = None,
 ) -> int:
-    """Serve the machine's monitors until quit; the process exit status."""
+    """Serve the machine's monitors until quit (or a terminating signal); the exit status.
+
+    With ``signals`` (the command line's watch on SIGTERM/SIGINT/SIGHUP) a signal
+    ends the run as QEMU's does: whatever runs stops at its next step, QMP clients
+    get SHUTDOWN (``host-signal``), stderr QEMU's "terminating on signal" line, the
+    sockets are removed and the status is 0.
+    """
     options = options if options is not None else RunnerOptions()
     try:
         control = MachineControl(
@@ -161,8 +169,16 @@ def run_machine(
     except QemuError as exc:  # -incoming unix:/tcp:/exec: could not start
         print(exc.report(PROG), file=err)
         return 1
+    if signals is not None:
+        # called from the watch's thread: only a flag every loop of the runner checks
+        signals.on_signal = lambda _termination: setattr(control, "quit_requested", True)
+        if signals.received is not None:
+            control.quit_requested = True
     if scenario is not None:
-        return run_scenario(control, scenario, out=out, err=err)
+        status = run_scenario(control, scenario, out=out, err=err)
+        if signals is not None and signals.received is not None:
+            print(signals.received.report(PROG), file=err, flush=True)
+        return status
     config = machine.setup.config
     try:
         endpoints = [
@@ -181,7 +197,9 @@ def run_machine(
         return 1
     source = stdin if stdin is not None else sys.stdin
     try:
-        status = asyncio.run(_serve(control, endpoints, bool(config.monitors), source, out, err))
+        status = asyncio.run(
+            _serve(control, endpoints, bool(config.monitors), source, out, err, signals)
+        )
     except KeyboardInterrupt:
         print(f"{PROG}: terminating on signal 2", file=err)
         return 0
@@ -197,6 +215,7 @@ async def _serve(
     stdin: TextIO,
     out: TextIO,
     err: TextIO,
+    signals: SignalWatch | None = None,
 ) -> int:
     stop = asyncio.Event()
 
@@ -247,14 +266,39 @@ async def _serve(
         tasks.append(asyncio.create_task(_pace(control, stop)))
     if control.incoming is not None or control.runstate.state.value == "inmigrate":
         tasks.append(asyncio.create_task(_incoming(control, stop)))
+    tasks.append(asyncio.create_task(_watch_quit(control, stop)))
+    failures: list[BaseException] = []
+
+    def task_done(task: asyncio.Task[None]) -> None:
+        # a task that died must end the run, never leave the loop waiting for ever
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            failures.append(exc)
+            stop.set()
+
+    for task in tasks:
+        task.add_done_callback(task_done)
     await stop.wait()
+    if signals is not None and signals.received is not None:
+        print(signals.received.report(PROG), file=err, flush=True)
+        control.machine.emit_event("SHUTDOWN", {"guest": False, "reason": "host-signal"})
     for task in tasks:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
     for server in servers:
         await server.close()
+    if failures:
+        raise failures[0]
     return 0
+
+
+async def _watch_quit(control: MachineControl, stop: asyncio.Event) -> None:
+    """End the run once something asked to quit (a monitor, the guest, a signal)."""
+    while not stop.is_set():
+        if control.quit_requested:
+            stop.set()
+            return
+        await asyncio.sleep(TICK_S)
 
 
 async def _incoming(control: MachineControl, stop: asyncio.Event) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from machine.board.pseries import PseriesMachine
+from machine.board.trace_sinks import run_archive
 from machine.config.cmdline import PROG
 from machine.diagrams.pictures import draw_report, draw_svg
 from machine.diagrams.trace_window import TraceFileError, TraceWindow, load_trace
@@ -107,12 +108,19 @@ SUBCOMMANDS: Mapping[str, Callable[[Sequence[str]], int]] = {
 
 
 def write_trace_html(machine: PseriesMachine, err: TextIO) -> None:
-    """``-trace-html FILE``: the page of the run since its first host command, at quit."""
+    """``-trace-html FILE``: the page of the run since its first host command, at quit.
+
+    The whole run comes from the recorder's archive (the in-memory events are only
+    the recent ones); a recorder without one (a machine built without the option's
+    sinks) gives what it kept.
+    """
     path = machine.setup.config.trace_html
     if path is None:
         return
+    archive = run_archive(machine.trace)
     try:
-        page = draw_report(machine.trace.events, TraceWindow())
+        events = machine.trace.events if archive is None else load_trace(archive.lines())
+        page = draw_report(events, TraceWindow())
     except ValueError as exc:
         print(f"{PROG}: -trace-html {path}: nothing written: {exc}", file=err)
         return

@@ -282,7 +282,7 @@ class _Reader:
     def _event_queue(self, i: int, f: Mapping[str, Any]) -> None:
         op = f["op"]
         entry = f.get("entry")
-        pending = len(f.get("pending", []))
+        pending = f.get("pending_total", len(f.get("pending", [])))  # long queues: a count
         if op == "queued" and entry is not None:
             label = f"queue {words.pending_entry_words(entry)}"
             self.add(i, Kind.QUEUE, "machine", "queue", label)

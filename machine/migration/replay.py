@@ -80,9 +80,10 @@ import attrs
 from guest import LinuxGuest
 from machine.board.build import create_machine, print_warnings
 from machine.board.guest_loader import parse_guest_option
+from machine.board.journal import JournalEntry
 from machine.board.manual_guest import ManualGuest
-from machine.board.pseries import JournalEntry, PseriesMachine
-from machine.board.trace_sinks import trace_recorder
+from machine.board.pseries import PseriesMachine
+from machine.board.trace_sinks import attach_run_archive, trace_recorder
 from machine.config.cmdline import FLAG_OPTIONS, MachineConfig, parse_argv
 from machine.migration.stream import FORMAT, VERSION, MigrationStream
 from machine.migration.vmstate import core_record, state_sections, verify
@@ -519,8 +520,14 @@ def _incoming(machine: PseriesMachine, args: Mapping[str, Any] | None = None) ->
 
 
 def _attach_trace_sinks(machine: PseriesMachine, err: TextIO) -> None:
-    """Send the resumed machine's later trace events to the target's -trace/-D/-trace-json."""
+    """Send the resumed machine's later trace events to the target's -trace/-D/-trace-json.
+
+    With ``-trace-html`` the page covers the run from the migration on: the resumed
+    machine's recorder gets its own archive.
+    """
     config = machine.setup.config
+    if config.trace_html:
+        attach_run_archive(machine.trace)
     if not (config.traces or config.trace_json):
         return
     sinks = trace_recorder(config, err)

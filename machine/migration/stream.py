@@ -19,12 +19,12 @@ refused with a :class:`QemuError` naming what is wrong.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 
-from machine.board.pseries import JournalEntry
+from machine.board.journal import JournalEntry
 from spapr.errors import QemuError
 
 #: The ``format`` member every stream starts with.
@@ -132,6 +132,6 @@ def _journal_entry(item: object, origin: str) -> JournalEntry:
     )
 
 
-def journal_json(journal: Sequence[JournalEntry]) -> list[dict[str, Any]]:
+def journal_json(journal: Iterable[JournalEntry]) -> list[dict[str, Any]]:
     """A journal in its JSON form (what a replay is compared by)."""
     return json.loads(json.dumps([journal_to_json(e) for e in journal]))

@@ -26,9 +26,11 @@ import contextlib
 import errno
 import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 
 import attrs
 
@@ -98,6 +100,19 @@ def parse_uri(uri: str) -> MigrationUri:
     return MigrationUri(uri, scheme, host=host, port=int(port_text))
 
 
+@contextlib.contextmanager
+def _default_signal_mask() -> Iterator[None]:
+    """Start a child with no signal blocked (the command line's runner blocks SIGTERM,
+    SIGINT and SIGHUP in its threads to learn their sender; a child inherits the mask
+    of the thread that starts it, and ``/bin/sh -c CMD`` must stop on them as usual).
+    """
+    old_mask = signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+
+
 def _strerror(exc: OSError) -> str:
     return exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
 
@@ -155,7 +170,8 @@ def _send_socket(uri: MigrationUri, data: bytes, timeout: float) -> None:
 
 def _send_exec(command: str, data: bytes, timeout: float) -> None:
     try:
-        proc = subprocess.Popen([_SHELL, "-c", command], stdin=subprocess.PIPE)
+        with _default_signal_mask():
+            proc = subprocess.Popen([_SHELL, "-c", command], stdin=subprocess.PIPE)
     except OSError as exc:
         raise QemuError(f"Failed to execute '{command}': {_strerror(exc)}") from None
     try:
@@ -189,7 +205,10 @@ class IncomingChannel:
             return
         if uri.scheme == "exec":
             try:
-                self._proc = subprocess.Popen([_SHELL, "-c", uri.command], stdout=subprocess.PIPE)
+                with _default_signal_mask():
+                    self._proc = subprocess.Popen(
+                        [_SHELL, "-c", uri.command], stdout=subprocess.PIPE
+                    )
             except OSError as exc:
                 raise QemuError(f"Failed to execute '{uri.command}': {_strerror(exc)}") from None
         else:

@@ -92,7 +92,8 @@ def guest_summary(guest: LinuxGuest | None) -> dict[str, Any] | None:
             }
             for index, a in sorted(kernel.drc_actions.items())
         ],
-        "rtas_calls": len(guest.rtas_trace),
+        "rtas_calls": kernel.rtas_calls,
+        # of the calls the guest keeps (the latest few thousand; deterministic on both ends)
         "rtas_digest": _sha256(
             [r.time_ns, r.hwid, r.service, r.token, list(r.args), list(r.rets), r.hcall_status]
             for r in guest.rtas_trace

@@ -301,10 +301,27 @@ class MachineControl:
             self.view.sync()
 
     def device_del(self, dev_id: str) -> None:
-        """device_del by id (relative to /machine/peripheral) or QOM path."""
+        """device_del by id (relative to /machine/peripheral) or QOM path.
+
+        As QEMU's find_device_state: an id is a path relative to /machine/peripheral
+        and empty path components are skipped (so ``""`` names /machine/peripheral
+        itself and ``c1/`` the core c1). The devices of /machine/unattached that are
+        not cores answer as in QEMU 7.2 (checked live): the XIVE controller and the
+        VIO bridge sit on the system bus, whose handler (the machine) ignores their
+        unplug request; NVRAM sits on the VIO bus, which has no hotplug.
+        """
         try:
-            if "/" in dev_id and not dev_id.startswith("/"):
-                node = self.view.resolve(f"/machine/peripheral/{dev_id}")
+            path = dev_id if dev_id.startswith("/") else f"/machine/peripheral/{dev_id}"
+            node = self.view.resolve(path) if ("/" in dev_id or not dev_id) else None
+            if node is not None and node.kind in (Kind.XIVE, Kind.VIO_BRIDGE):
+                return
+            if node is not None and node.type_name == "spapr-nvram":
+                raise QemuError("Bus 'spapr-vio' does not support hotplugging")
+            if dev_id.startswith("/"):
+                if node is not None and node.kind is Kind.FIXED:
+                    raise QemuError(f"{dev_id} is not a hotpluggable device")
+                self.machine.device_del(dev_id)
+            elif "/" in dev_id or not dev_id:
                 if node is None:
                     raise QemuError(f"Device '{dev_id}' not found", "DeviceNotFound")
                 if node.kind is not Kind.CORE:
@@ -461,17 +478,8 @@ class MachineControl:
             return not machine.sched.runnable_count()
         if machine.sched.runnable_count() or len(machine.events):
             return False
-        for slot in machine.slots:
-            drc = machine.drc(machine.cpu_drc_index(slot.core_id))
-            if drc is None:
-                continue
-            if drc.unplug_requested:
-                return False
-            if drc.device is None and not drc.is_empty:
-                return False
-            if drc.device is not None and not drc.is_ready:
-                return False
-        return True
+        # kept by the machine as connectors change: no walk over every slot
+        return machine.cpu_connectors_at_rest()
 
     def settle(self, limit_ns: int = SETTLE_LIMIT_NS) -> bool:
         """Run a running VM until it has been quiet for a while (bounded); True if it settled.

@@ -621,6 +621,10 @@ class HmpMonitor:
             )
             return
         pattern = words[1] if len(words) == 2 else "*"
+        dropped = self.control.machine.trace.dropped
+        if dropped:
+            # memory keeps the recent past only; a whole run is -trace-json's
+            self.print(f"trace: {dropped} earlier events are not kept (-trace-json keeps all)")
         lines = self.control.machine.trace.qemu_lines(pattern)
         if not lines:
             self.print(f"trace: no events matching '{pattern}' recorded")

@@ -66,9 +66,7 @@ class StdioMonitor:
         line = self.stdin.readline()
         if not line:
             return None
-        line = line.rstrip("\r\n")
-        self.stdout.write(PROMPT + line + "\n")
-        return line
+        return line.rstrip("\r\n")
 
     def _reader(
         self,
@@ -76,10 +74,18 @@ class StdioMonitor:
         lines: asyncio.Queue[str | None],
         ready: threading.Event,
     ) -> None:
-        """Helper thread: read the next line only once the previous one's output is out."""
+        """Helper thread: read lines for the loop.
+
+        At a terminal it reads (and prompts for) the next line only once the previous
+        one's output is out. From a pipe or file it reads ahead, without waiting to be
+        asked: the loop echoes each line when it runs it, so the transcript is the
+        same, and a scripted session does not pay two thread hand-offs per line
+        (which on a busy host made it markedly slower than the same ``-scenario``).
+        """
         while True:
-            ready.wait()
-            ready.clear()
+            if self.interactive:
+                ready.wait()
+                ready.clear()
             line = self._read_line()
             loop.call_soon_threadsafe(lines.put_nowait, line)
             if line is None:
@@ -105,6 +111,8 @@ class StdioMonitor:
             line = await lines.get()
             if line is None:
                 return
+            if not self.interactive:
+                self.stdout.write(PROMPT + line + "\n")
             self.stdout.write(self.run_line(line))
             self.stdout.flush()
             if self.control.quit_requested:

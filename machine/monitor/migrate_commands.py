@@ -166,6 +166,10 @@ class Migration:
         if postmigrate:
             raise QemuError("Can't migrate the vm that was paused due to previous migration")
         if not uri.startswith(URI_SCHEMES):
+            # migrate_prepare already set the state to setup; the unknown scheme fails it
+            # (query-migrate then says "failed", with no error-desc: checked against QEMU 7.2).
+            self.set_status(MigrationStatus.SETUP)
+            self.set_status(MigrationStatus.FAILED)
             raise QemuError("Parameter 'uri' expects a valid migration protocol")
         self.backend.start_outgoing(self, uri)
 

@@ -8,6 +8,10 @@ skips to the next structural or control character), a message ends when the
 brace/bracket depth returns to zero, and the errors carry QEMU's texts ("JSON parse
 error, stray '@'", "JSON parse error, expecting value", ...). The size bound is ours
 (QEMU uses 64 MiB); exceeding it gives QEMU's "JSON token size limit exceeded".
+Nesting deeper than QEMU's MAX_NESTING (1024) is refused with QEMU's "JSON nesting
+depth limit exceeded" and, as in QEMU, the stream carries on with the next token:
+the connection stays open. The parser and the writer keep their own stacks instead
+of recursing, so a value as deep as QEMU accepts never meets Python's recursion limit.
 
 :func:`to_json` writes values as QEMU's ``qobject_to_json`` does: ``", "`` and
 ``": "`` separators, non-ASCII as upper-case ``\\uXXXX``, and the members of every
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -302,7 +306,8 @@ class JsonMessageStream:
             self._emit(None, "JSON token count limit exceeded", fatal=True)
             return
         if self._brackets + self._braces > MAX_NESTING:
-            self._emit(None, "JSON nesting depth limit exceeded", fatal=True)
+            # not fatal: QEMU answers and carries on with the next token
+            self._emit(None, "JSON nesting depth limit exceeded")
             return
         self._tokens.append(JsonToken(kind, text))
         self._token_size += len(text)
@@ -321,15 +326,36 @@ def _c_text(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+#: A parsing step: a generator that yields the sub-steps it needs and returns its value.
+_ParseStep = Generator["_ParseStep", Any, Any]
+
+
 class _Parser:
-    """json-parser.c's recursive descent over one message's tokens."""
+    """json-parser.c's recursive descent over one message's tokens, without recursion.
+
+    Each rule is a generator that *yields* the rule it would call and receives its
+    value; :meth:`parse` runs them on an explicit stack, so nesting as deep as
+    QEMU's limit (1024) costs list entries, not Python frames. The rules, their
+    order and their first-error-wins texts are json-parser.c's.
+    """
 
     def __init__(self, tokens: list[JsonToken]) -> None:
         self._tokens = tokens
         self._pos = 0
 
     def parse(self) -> Any:
-        return self._value()
+        stack: list[_ParseStep] = [self._value()]
+        value: Any = None
+        while stack:
+            try:
+                step = stack[-1].send(value)
+            except StopIteration as done:
+                stack.pop()
+                value = done.value
+                continue
+            stack.append(step)
+            value = None
+        return value
 
     def _peek(self) -> JsonToken | None:
         return self._tokens[self._pos] if self._pos < len(self._tokens) else None
@@ -340,14 +366,14 @@ class _Parser:
             self._pos += 1
         return tok
 
-    def _value(self) -> Any:
+    def _value(self) -> _ParseStep:
         tok = self._peek()
         if tok is None:
             raise JsonParseError("premature EOI")
         if tok.type is Tok.LCURLY:
-            return self._object()
+            return (yield self._object())
         if tok.type is Tok.LSQUARE:
-            return self._array()
+            return (yield self._array())
         if tok.type in (Tok.INTEGER, Tok.FLOAT, Tok.STRING):
             self._pos += 1
             return _literal(tok)
@@ -356,7 +382,7 @@ class _Parser:
             return _keyword(tok)
         raise JsonParseError("expecting value")
 
-    def _object(self) -> dict[str, Any]:
+    def _object(self) -> _ParseStep:
         self._pop()
         result: dict[str, Any] = {}
         peek = self._peek()
@@ -365,7 +391,7 @@ class _Parser:
         if peek.type is Tok.RCURLY:
             self._pop()
             return result
-        self._pair(result)
+        yield self._pair(result)
         while True:
             tok = self._pop()
             if tok is None:
@@ -374,12 +400,12 @@ class _Parser:
                 return result
             if tok.type is not Tok.COMMA:
                 raise JsonParseError("expected separator in dict")
-            self._pair(result)
+            yield self._pair(result)
 
-    def _pair(self, result: dict[str, Any]) -> None:
+    def _pair(self, result: dict[str, Any]) -> _ParseStep:
         if self._peek() is None:
             raise JsonParseError("premature EOI")
-        key = self._value()
+        key = yield self._value()
         if not isinstance(key, str):
             raise JsonParseError("key is not a string in object")
         tok = self._pop()
@@ -387,12 +413,12 @@ class _Parser:
             raise JsonParseError("premature EOI")
         if tok.type is not Tok.COLON:
             raise JsonParseError("missing : in object pair")
-        value = self._value()
+        value = yield self._value()
         if key in result:
             raise JsonParseError("duplicate key")
         result[key] = value
 
-    def _array(self) -> list[Any]:
+    def _array(self) -> _ParseStep:
         self._pop()
         result: list[Any] = []
         peek = self._peek()
@@ -401,7 +427,7 @@ class _Parser:
         if peek.type is Tok.RSQUARE:
             self._pop()
             return result
-        result.append(self._value())
+        result.append((yield self._value()))
         while True:
             tok = self._pop()
             if tok is None:
@@ -410,7 +436,7 @@ class _Parser:
                 return result
             if tok.type is not Tok.COMMA:
                 raise JsonParseError("expected separator in list")
-            result.append(self._value())
+            result.append((yield self._value()))
 
 
 def _keyword(tok: JsonToken) -> Any:
@@ -597,7 +623,35 @@ def _format_double(value: float) -> str:
     return f"{value:.17g}"
 
 
+class _Text(str):
+    """Text already written out (a separator or a closing bracket) on the writer's stack."""
+
+
 def _write(value: Any, out: list[str]) -> None:
+    """qobject_to_json with an explicit stack: containers push their members, last first."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is _Text:
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append("{")
+            stack.append(_Text("}"))
+            for n, key in reversed(list(enumerate(qdict_keys(item)))):
+                stack.append(item[key])
+                stack.append(_Text(("" if n == 0 else ", ") + quote_string(key) + ": "))
+        elif isinstance(item, (list, tuple)):
+            out.append("[")
+            stack.append(_Text("]"))
+            for n in range(len(item) - 1, -1, -1):
+                stack.append(item[n])
+                if n:
+                    stack.append(_Text(", "))
+        else:
+            _write_scalar(item, out)
+
+
+def _write_scalar(value: Any, out: list[str]) -> None:
     if value is None:
         out.append("null")
     elif value is True:
@@ -610,22 +664,6 @@ def _write(value: Any, out: list[str]) -> None:
         out.append(_format_double(value))
     elif isinstance(value, str):
         out.append(quote_string(value))
-    elif isinstance(value, dict):
-        out.append("{")
-        for n, key in enumerate(qdict_keys(value)):
-            if n:
-                out.append(", ")
-            out.append(quote_string(key))
-            out.append(": ")
-            _write(value[key], out)
-        out.append("}")
-    elif isinstance(value, (list, tuple)):
-        out.append("[")
-        for n, item in enumerate(value):
-            if n:
-                out.append(", ")
-            _write(item, out)
-        out.append("]")
     else:
         raise TypeError(f"not a QObject: {value!r}")
 

@@ -6,6 +6,14 @@ which QEMU's single-client chardev does not allow), requests are answered in the
 event loop thread as they complete, and events reach every negotiated client the
 moment the machine emits them. TCP listens on loopback addresses only unless the
 runner was told to allow others.
+
+One client cannot hurt the others or the machine: an unexpected exception while
+serving it (a bug) is reported on stderr and closes that connection only; a client
+that does not read its replies stops being read once :data:`OUTPUT_HIGH_WATER`
+bytes wait for it (its requests then wait in its socket, so at most one read's
+worth of requests is ever answered ahead), and is dropped if events alone pile up
+past :data:`OUTPUT_LIMIT` bytes. A UNIX socket is created with the permissions the
+process umask gives, as QEMU's is.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from machine.config.cmdline import PROG
 from machine.monitor.control import MachineControl
 from machine.monitor.qmp_commands import QmpCommands
 from machine.monitor.qmp_json import DEFAULT_MAX_MESSAGE_BYTES
@@ -27,6 +36,10 @@ from spapr.errors import QemuError
 
 #: How long a refused client may keep sending before its connection is dropped.
 LINGER_S = 5.0
+#: Output waiting for a client above which its requests are no longer read.
+OUTPUT_HIGH_WATER = 256 << 10
+#: Output waiting for a client (events it never reads) above which it is dropped.
+OUTPUT_LIMIT = 16 << 20
 _BOOL_WORDS = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 
 
@@ -107,6 +120,7 @@ class _QmpClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        transport.set_write_buffer_limits(high=OUTPUT_HIGH_WATER)
         self.server.clients.append(self)
         self.server.control.sinks.append(self.on_event)
         self.conn.connected()
@@ -114,13 +128,34 @@ class _QmpClient(asyncio.Protocol):
         self.server.client_connected()
 
     def data_received(self, data: bytes) -> None:
-        self.conn.receive_data(data)
-        self.flush()
+        try:
+            self.conn.receive_data(data)
+            self.flush()
+        except Exception as exc:  # a bug must cost this connection only, never the server
+            self._internal_error(exc)
         self.server.after_command()
 
     def on_event(self, message: dict[str, Any]) -> None:
-        self.conn.event(message)
-        self.flush()
+        try:
+            self.conn.event(message)
+            self.flush()
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def pause_writing(self) -> None:
+        """The client is not reading: stop reading its requests until it catches up."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _internal_error(self, exc: Exception) -> None:
+        self.server.report(f"QMP client dropped after an internal error: {exc!r}")
+        self.conn.close()
+        if self.transport is not None:
+            self.transport.abort()
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -129,6 +164,13 @@ class _QmpClient(asyncio.Protocol):
             return
         if data:
             transport.write(data)
+            if transport.get_write_buffer_size() > OUTPUT_LIMIT:
+                self.server.report(
+                    f"QMP client dropped: {OUTPUT_LIMIT >> 20} MiB of output it does not read"
+                )
+                self.conn.close()
+                transport.abort()
+                return
         if self.conn.closing and not self._half_closed:
             # Half-close: the client reads our last line and EOF; whatever it is still
             # sending is read and dropped (closing with unread input would reset the
@@ -164,6 +206,8 @@ class QmpServer:
         self.control: MachineControl = commands.control
         self.max_bytes = max_bytes
         self.on_command = on_command
+        #: Where the server's own problems go (the machine's warning printer: stderr).
+        self.report: Callable[[str], None] = lambda text: self.control.warn(f"{PROG}: {text}")
         self.clients: list[_QmpClient] = []
         self._server: asyncio.AbstractServer | None = None
         self._first_client = asyncio.Event()

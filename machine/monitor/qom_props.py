@@ -149,6 +149,9 @@ _MACHINE_PARTS: FixedTree = (
     ("wdt3", "spapr-wdt", _NONE),
     ("wdt4", "spapr-wdt", _NONE),
 )
+#: With NUMA nodes backed by memory backends, QEMU's numa_complete_configuration makes
+#: the machine's RAM a container region owned by the machine (default_ram_id).
+_NUMA_RAM_PARTS: FixedTree = (("ppc_spapr.ram[0]", "memory-region", _NONE),)
 _UNATTACHED_PARTS: FixedTree = (
     ("sysbus", "System", _NONE),
     ("system[0]", "memory-region", _NONE),
@@ -253,12 +256,17 @@ class QomView:
         self._drc_base = tuple(name for name, _ in DRC_INSTANCE)
         qom = machine.qom
         #: Objects whose instance properties change while the machine runs.
-        self._dynamic: list[QomObject] = [qom.unattached, qom.peripheral, qom.peripheral_anon]
-        self._dynamic += [
-            obj
+        self._containers: list[QomObject] = [qom.unattached, qom.peripheral, qom.peripheral_anon]
+        #: The CPU connectors' objects, by connector (a connector's ``device`` link comes
+        #: and goes with its core).
+        self._drc_objects: dict[DRC, QomObject] = {
+            obj.payload: obj
             for obj in qom.machine.children.values()
             if isinstance(obj.payload, DRC) and obj.payload.type is DrcType.CPU
-        ]
+        }
+        self._dynamic: list[QomObject] = self._containers + list(self._drc_objects.values())
+        #: Which connectors may have changed since the last sync (no walk over them all).
+        self._drc_watch = machine.drcs.watch()
         self.sync()
 
     # ------------------------------------------------------------ navigation
@@ -273,7 +281,8 @@ class QomView:
         if obj is qom.root:
             return self.root
         if obj is qom.machine:
-            return QomNode(obj.path, obj.type_name, Kind.MACHINE, obj=obj, fixed=_MACHINE_PARTS)
+            fixed = _MACHINE_PARTS + (_NUMA_RAM_PARTS if self._numa_ram_container() else ())
+            return QomNode(obj.path, obj.type_name, Kind.MACHINE, obj=obj, fixed=fixed)
         if obj is qom.unattached:
             return QomNode(
                 obj.path, obj.type_name, Kind.CONTAINER, obj=obj, fixed=_UNATTACHED_PARTS
@@ -434,6 +443,11 @@ class QomView:
     def _gpio_names(self) -> list[str]:
         return [f"unnamed-gpio-in[{i}]" for i in range(self._gpio_inputs)]
 
+    def _numa_ram_container(self) -> bool:
+        """NUMA nodes take their memory from -object memory backends (checked against QEMU 7.2)."""
+        setup = self.machine.setup
+        return bool(setup.numa_node_mem) and bool(setup.memory_backends)
+
     def _machine_sequence(self) -> list[str]:
         mtype = self.machine.setup.machine
         seq = ["peripheral", "peripheral-anon"]
@@ -442,7 +456,10 @@ class QomView:
         seq += ["hmat"]
         seq += ["kvm-type", "modern-hotplug-events", "max-cpu-compat", "resize-hpt", "vsmt"]
         seq += ["vfio-no-msix-emulation", "kernel-addr", "x-vof", "ic-mode", "host-model"]
-        seq += ["host-serial", "unattached", "ics"]
+        seq += ["host-serial", "unattached"]
+        if self._numa_ram_container():
+            seq += [_NUMA_RAM_PARTS[0][0]]  # board init: numa_complete_configuration
+        seq += ["ics"]
         drcs = [
             obj
             for obj in self.machine.qom.machine.children.values()
@@ -523,10 +540,46 @@ class QomView:
         return tuple(name for name, _, _ in fixed) + tuple(obj.children)
 
     def sync(self) -> None:
-        """Record additions and removals since the last call (containers, CPU DRC links)."""
-        for obj in self._dynamic:
-            if self._synced.get(obj) != self._quick_sequence(obj):
+        """Record additions and removals since the last call (containers, CPU DRC links).
+
+        Of the connectors, only those the machine's table reports as touched since the
+        previous sync are looked at (all of them the first time).
+        """
+        touched = self._drc_watch.take()
+        if touched is None:
+            objects = self._dynamic
+        else:
+            drc_objects = self._drc_objects
+            objects = self._containers + [
+                obj for drc in touched if (obj := drc_objects.get(drc)) is not None
+            ]
+        synced = self._synced
+        for obj in objects:
+            wanted = self._quick_sequence(obj)
+            previous = synced.get(obj)
+            if previous != wanted and not self._update_small(obj, previous, wanted):
                 self._update(self._node_for(obj))
+
+    def _update_small(
+        self, obj: QomObject, previous: tuple[str, ...] | None, wanted: tuple[str, ...]
+    ) -> bool:
+        """:meth:`_update` for at most one name gone and one come (a device plugged or
+        unplugged): the same table operations in the same order, without building the
+        node's children. False (nothing done) when the change is bigger.
+        """
+        table = self._tables.get(obj)
+        if previous is None or table is None:
+            return False
+        before, after = set(previous), set(wanted)
+        gone, come = before - after, after - before
+        if len(gone) > 1 or len(come) > 1:
+            return False
+        for name in gone:
+            table.remove(name)
+        for name in come:
+            table.insert(name)
+        self._synced[obj] = wanted
+        return True
 
     def qom_list(self, node: QomNode) -> list[dict[str, str]]:
         """qom-list's answer: [{"name", "type"}] in QEMU's order."""

@@ -37,7 +37,6 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import attrs
-import numpy as np
 
 from machine.sched._state import VcpuState
 from machine.sched._tables import SchedStats, VcpuTable
@@ -316,6 +315,11 @@ class VcpuScheduler:
         self._table.clear(v.slot)
         heapq.heappush(self._free_slots, v.slot)
         v.slot = -1
+        if v.dirty:
+            # only stats() flushes the dirty list: a removed thread must not wait there
+            # for ever (one per hotplug cycle, a leak over a long run)
+            v.dirty = False
+            self._dirty.remove(v)
         self._emit("vcpu_removed", vcpu=vcpu_id)
 
     def start(
@@ -515,6 +519,8 @@ class VcpuScheduler:
         for v, token in self._ready:
             if v.token == token and v.state == _RUNNABLE:
                 steal[v.slot] += now - v.since
+        import numpy as np  # (statistics only: the scheduler itself never needs numpy)
+
         live = np.flatnonzero(table.vcpu_id[:n] >= 0)
         slices = table.slices[live]
         wakeups = table.wakeups[live]

@@ -9,41 +9,90 @@ work, and a slice costs no numpy call.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
-import numpy.typing as npt
 
-I64 = npt.NDArray[np.int64]
-I8 = npt.NDArray[np.int8]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    I64 = npt.NDArray[np.int64]
+    I8 = npt.NDArray[np.int8]
 
 
 class VcpuTable:
-    """Columns vcpu_id/state/run_ns/steal_ns/slices/wakeups indexed by slot; grows by doubling."""
+    """Columns vcpu_id/state/run_ns/steal_ns/slices/wakeups indexed by slot; grows by doubling.
+
+    The numpy columns are made on first use (statistics asked for), not with the
+    scheduler: a machine that never asks (``dumpdtb``, most runs) never loads numpy.
+    Until then the table only tracks the capacity its rows need.
+    """
 
     def __init__(self, capacity: int = 64) -> None:
-        self.capacity = 0
-        self.vcpu_id: I64 = np.empty(0, np.int64)
-        self.state: I8 = np.empty(0, np.int8)
-        self.run_ns: I64 = np.empty(0, np.int64)
-        self.steal_ns: I64 = np.empty(0, np.int64)
-        self.slices: I64 = np.empty(0, np.int64)
-        self.wakeups: I64 = np.empty(0, np.int64)
-        self._grow(max(1, capacity))
+        self.capacity = max(1, capacity)
+        self._columns: tuple[Any, ...] | None = None
+
+    def _materialize(self) -> tuple[Any, ...]:
+        columns = self._columns
+        if columns is None:
+            import numpy as np
+
+            n = self.capacity
+            columns = (
+                np.full(n, -1, np.int64),
+                np.zeros(n, np.int8),
+                np.zeros(n, np.int64),
+                np.zeros(n, np.int64),
+                np.zeros(n, np.int64),
+                np.zeros(n, np.int64),
+            )
+            self._columns = columns
+        return columns
+
+    @property
+    def vcpu_id(self) -> I64:
+        column: I64 = self._materialize()[0]
+        return column
+
+    @property
+    def state(self) -> I8:
+        column: I8 = self._materialize()[1]
+        return column
+
+    @property
+    def run_ns(self) -> I64:
+        column: I64 = self._materialize()[2]
+        return column
+
+    @property
+    def steal_ns(self) -> I64:
+        column: I64 = self._materialize()[3]
+        return column
+
+    @property
+    def slices(self) -> I64:
+        column: I64 = self._materialize()[4]
+        return column
+
+    @property
+    def wakeups(self) -> I64:
+        column: I64 = self._materialize()[5]
+        return column
 
     def _grow(self, capacity: int) -> None:
-        def widen(old: np.ndarray, fill: int, dtype: type) -> np.ndarray:
-            new: np.ndarray = np.full(capacity, fill, dtype)
-            new[: old.shape[0]] = old
-            return new
-
-        self.vcpu_id = widen(self.vcpu_id, -1, np.int64)
-        self.state = widen(self.state, 0, np.int8)
-        self.run_ns = widen(self.run_ns, 0, np.int64)
-        self.steal_ns = widen(self.steal_ns, 0, np.int64)
-        self.slices = widen(self.slices, 0, np.int64)
-        self.wakeups = widen(self.wakeups, 0, np.int64)
+        columns = self._columns
         self.capacity = capacity
+        if columns is None:
+            return
+        import numpy as np
+
+        grown = []
+        for old, fill in zip(columns, (-1, 0, 0, 0, 0, 0)):
+            new = np.full(capacity, fill, old.dtype)
+            new[: old.shape[0]] = old
+            grown.append(new)
+        self._columns = tuple(grown)
 
     def ensure(self, slot: int) -> None:
         """Make row ``slot`` exist."""
@@ -55,12 +104,12 @@ class VcpuTable:
 
     def clear(self, slot: int) -> None:
         """Forget row ``slot`` (its vCPU was removed)."""
-        self.vcpu_id[slot] = -1
-        self.state[slot] = 0
-        self.run_ns[slot] = 0
-        self.steal_ns[slot] = 0
-        self.slices[slot] = 0
-        self.wakeups[slot] = 0
+        columns = self._columns
+        if columns is None:
+            return  # (rows start cleared when the columns are made)
+        columns[0][slot] = -1
+        for column in columns[1:]:
+            column[slot] = 0
 
     def write(
         self,
@@ -75,6 +124,8 @@ class VcpuTable:
         """Store whole rows for ``slots`` (one vectorised assignment per column)."""
         if not slots:
             return
+        import numpy as np
+
         idx = np.asarray(slots, np.int64)
         self.vcpu_id[idx] = vcpu_ids
         self.state[idx] = states
@@ -114,6 +165,8 @@ class SchedStats:
 
     def index(self, vcpu_id: int) -> int:
         """Position of ``vcpu_id`` in the arrays (KeyError if it is not live)."""
+        import numpy as np
+
         hits = np.flatnonzero(self.vcpu_id == vcpu_id)
         if hits.size == 0:
             raise KeyError(vcpu_id)
