@@ -162,6 +162,9 @@ class Kernel:
         self.log = log
         #: The latest RTAS calls (bounded: see :meth:`record_rtas`), and how many were made.
         self.rtas_trace: list[RtasRecord] = []
+        #: (block size, start): blocks of that size below start are taken (see
+        #: :meth:`_free_cpu_block`).
+        self._free_block_hint = (0, 0)
         self.rtas_calls = 0
         self.drc_actions: dict[int, DrcAction] = {}
         self.tree: fdt.Node = fdt.Node("")
@@ -1171,14 +1174,29 @@ class Kernel:
         if nthreads < 1:
             return None
         cpus = self.cpus
-        start = 0
+        # Blocks below the hint were seen taken (an id present or not possible) by an
+        # earlier search with this block size; nothing frees an id without resetting it
+        # (pseries_remove_processor), so a machine filling up is not scanned from 0 again.
+        hint_size, hint = self._free_block_hint
+        start = hint if hint_size == nthreads else 0
+        advance = True
         while start + nthreads <= self.nr_cpu_ids:
+            taken = False
             for logical in range(start, start + nthreads):
                 cpu = cpus.get(logical)
-                if cpu is None or cpu.present or logical in excluded:
+                if cpu is None or cpu.present:
+                    taken = True
+                    break
+                if logical in excluded:
                     break
             else:
+                if advance:
+                    self._free_block_hint = (nthreads, start)
                 return range(start, start + nthreads)
+            if not taken:
+                advance = False  # (free but for the exclusions: not known taken)
+            elif advance:
+                self._free_block_hint = (nthreads, start + nthreads)
             start += nthreads
         return None
 
@@ -1245,6 +1263,7 @@ class Kernel:
                 )
                 continue
             cpu.present = False
+            self._free_block_hint = (0, 0)  # an id is free again: search from the start
             self._set_hwid(cpu, None)
             cpu.node_path = None
             cpu.chip_id = None

@@ -114,7 +114,11 @@ def run(
     seed: int = 1,
     progress_out: TextIO | None = None,
 ) -> list[AreaReport]:
-    """Run the chosen areas (all by default); one report per area."""
+    """Run the chosen areas (all by default); one report per area.
+
+    With ``progress_out`` each area's report is also printed there as soon as the
+    area ends (the long version runs for an hour or more).
+    """
     reports: list[AreaReport] = []
     for key, (title, area, total) in AREAS.items():
         if only and key not in only:
@@ -129,6 +133,8 @@ def run(
             report.fail("campaign", key, f"the area stopped: {exc!r} " + " | ".join(where))
         report.seconds = time.monotonic() - started
         reports.append(report)
+        if progress_out is not None:
+            print("\n".join(report.summary()), file=progress_out, flush=True)
     return reports
 
 

@@ -40,6 +40,7 @@ U32 = 0xFFFF_FFFF
 #: RTAS statuses a PAPR call may leave in rets[0] (configure-connector's codes included).
 PAPR_STATUSES = frozenset({0, 1, 2, 3, 4, 5, -1, -2, -3, -9000, -9001, -9002, -9003, -9005, -9999})
 HCALL_CODES = frozenset(int(c) for c in HcallReturn) | {-9005}
+STOP_SELF = TOKENS_BY_NAME["stop-self"]
 #: Where the guest keeps its buffers (well inside RAM, away from the device tree).
 BUFFER_BASE = 0x0100_0000
 ENTRY = 0x4000
@@ -319,7 +320,8 @@ def _one_machine(
     def observe(call: Any, status: int, rets: Any) -> None:
         # the status word as the call left it (read by the dispatcher, before any other
         # thread of this guest could write over a buffer it shares)
-        if status == HcallReturn.H_SUCCESS and call.nret and rets:
+        # stop-self never returns (QEMU writes no status; the thread just stops)
+        if status == HcallReturn.H_SUCCESS and call.nret and rets and call.token != STOP_SELF:
             check("rtas-status", rets[0], guest.last)
 
     machine.rtas.add_observer(observe)
