@@ -1,6 +1,6 @@
 """The kit's pytest plugin: fixtures for machines, QMP clients, guests and QEMU; the qemu marker.
 
-Registered through the ``pytest11`` entry point (``conformance = "conformance.plugin"``),
+Registered through the ``pytest11`` entry point (named ``conformance.plugin``, as the module),
 so a test file needs no conftest; before the package is installed with that entry
 point, ``pytest -p conformance.plugin`` loads it.
 

@@ -1,8 +1,9 @@
 """The kit's pytest plugin: a user's test file, with no conftest, gets its fixtures and markers.
 
 The files below are run by pytester in an empty directory (so this repository's
-tests/conftest.py is not there), loading the plugin as ``-p conformance.plugin``
--- what the ``pytest11`` entry point does once the package is installed with it.
+tests/conftest.py is not there), with no ``-p`` option: the installed package's
+``pytest11`` entry point loads the plugin, as it does for a user. An explicit
+``-p conformance.plugin`` (what the docs showed before the entry point) still works.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _importable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
 
 
-PLUGIN = ("-p", "conformance.plugin", "-p", "no:cacheprovider", "-q")
+PLUGIN = ("-p", "no:cacheprovider", "-q")
 
 USER_TESTS = """
 import pytest
@@ -104,3 +105,22 @@ def test_needs_qemu():
         result.assert_outcomes(passed=1)
     else:
         result.assert_outcomes(skipped=1)
+
+
+def test_an_explicit_plugin_option_finds_the_plugin_already_loaded(
+    pytester: pytest.Pytester,
+) -> None:
+    """``-p conformance.plugin`` beside the entry point neither fails ("Plugin already
+    registered") nor loads the plugin twice (its options would then clash)."""
+    pytester.makepyfile(
+        test_twice="""
+def test_plugin_once(request):
+    manager = request.config.pluginmanager
+    name = "conformance.plugin"
+    plugins = [p for p in manager.get_plugins() if getattr(p, "__name__", "") == name]
+    assert len(plugins) == 1
+    assert manager.get_plugin(name) is plugins[0]
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "conformance.plugin", *PLUGIN)
+    result.assert_outcomes(passed=1)

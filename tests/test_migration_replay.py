@@ -20,6 +20,7 @@ from machine.board.build import build_machine
 from machine.board.pseries import PseriesMachine
 from machine.migration import replay as mig
 from machine.migration import vmstate
+from machine.sched import VcpuState
 
 S = 1_000_000_000
 CORE = "power8e_v2.1-spapr-cpu-core"
@@ -78,3 +79,20 @@ def test_split_runs_reach_the_same_state_and_replay(
     replayed = mig.replay(stream, stream.argv)
     vmstate.verify(stream, replayed)
     assert replayed.sched.now == split.sched.now
+
+
+def test_a_vcpu_caught_on_a_host_processor_migrates_as_runnable() -> None:
+    """Migrating at the instant a vCPU was dispatched (RUNNING, its slice not yet run):
+    the target rebuilds it RUNNABLE and must still verify. QEMU's stream carries only
+    ``cpu_common``'s ``halted`` (target/ppc/machine.c, migration/savevm.c); sitting on
+    a host processor is the host's business. Found by the conformance kit's
+    HotplugMachine (time_passes(0), then migrate)."""
+    machine = build_machine(ARGV, io.StringIO())
+    machine.reset()
+    machine.sched.run_for(0)
+    assert machine.sched.state(0) is VcpuState.RUNNING  # the case this test is about
+    stream = mig.capture(machine)
+    replayed = mig.replay(stream, stream.argv)
+    vmstate.verify(stream, replayed)
+    assert replayed.sched.state(0) is VcpuState.RUNNABLE
+    assert stream.sections["cpu"][0]["halted"] is False

@@ -18,6 +18,7 @@ from typing import Any
 from guest import LinuxGuest
 from machine.board.pseries import PseriesMachine
 from machine.migration.stream import MigrationStream, journal_json
+from machine.sched import VcpuState
 from spapr.cpu_core import SpaprCpuCore
 from spapr.errors import QemuError
 from spapr.ovec import OV5_DRCONF_MEMORY, OV5_DRMEM_V2, OV5_FORM1_AFFINITY
@@ -138,7 +139,7 @@ def state_sections(machine: PseriesMachine) -> dict[str, Any]:
             "vcpu_id": t.vcpu_id,
             "compat_pvr": t.compat_pvr,
             "halted": sched.is_halted(t.vcpu_id),
-            "run_state": sched.state(t.vcpu_id).name,
+            "run_state": _migrated_run_state(sched.state(t.vcpu_id)).name,
         }
         for t in sorted(machine.iter_threads(), key=lambda t: t.cpu_index)
     ]
@@ -155,6 +156,16 @@ def state_sections(machine: PseriesMachine) -> dict[str, Any]:
     # One JSON round trip: what is compared is what a file holds.
     normalized: dict[str, Any] = json.loads(json.dumps(sections))
     return normalized
+
+
+def _migrated_run_state(state: VcpuState) -> VcpuState:
+    """A thread's scheduling state as the stream carries it.
+
+    Whether a thread with work sits on a host processor (RUNNING) or waits for one
+    (RUNNABLE) belongs to the host, not the machine: QEMU's stream carries only
+    ``cpu_common``'s ``halted``, and the target's threads are dispatched afresh.
+    """
+    return VcpuState.RUNNABLE if state is VcpuState.RUNNING else state
 
 
 def _first_difference(expected: Any, actual: Any, path: str) -> tuple[str, Any, Any] | None:
