@@ -9,9 +9,10 @@ instead of letting it escape as a Python exception.
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -38,6 +39,22 @@ class GuestMemoryError(Exception):
         self.size = size
 
 
+class MmioRegion(Protocol):
+    """A device's page(s) in the guest physical address space (QEMU's MemoryRegionOps).
+
+    ``cpu`` is the vCPU making the access (QEMU's ``current_cpu``): the XIVE thread
+    management area answers differently for each. ``offset`` is from the region's base.
+    """
+
+    def mmio_read(self, cpu: int, offset: int, size: int) -> int: ...
+
+    def mmio_write(self, cpu: int, offset: int, size: int, value: int) -> None: ...
+
+
+#: Access sizes a cache-inhibited load or store may have.
+MMIO_SIZES = (1, 2, 4, 8)
+
+
 @attrs.define(eq=False)
 class GuestMemory:
     """``size`` bytes of guest RAM starting at guest physical address 0.
@@ -49,6 +66,10 @@ class GuestMemory:
     size: int = attrs.field()
     _data: mmap.mmap | bytearray = attrs.field(init=False, repr=False)
     _view: memoryview = attrs.field(init=False, repr=False)
+    #: Device regions outside RAM, sorted by base: (base, size, region).
+    _mmio: list[tuple[int, int, MmioRegion]] = attrs.field(init=False, factory=list, repr=False)
+    _mmio_bases: list[int] = attrs.field(init=False, factory=list, repr=False)
+    _mmio_disabled: set[int] = attrs.field(init=False, factory=set, repr=False)
 
     @size.validator
     def _check_size(self, _attribute: attrs.Attribute[int], value: int) -> None:
@@ -193,3 +214,56 @@ class GuestMemory:
         if value < 0 or value > _MAX_U64:
             raise self._too_wide(addr, value, 8)
         _U64.pack_into(self._data, addr, value)
+
+    # Device pages (MMIO)
+
+    def map_mmio(self, base: int, size: int, region: MmioRegion) -> None:
+        """Map ``region`` at ``[base, base + size)``; it must not overlap RAM or another region."""
+        if size <= 0 or base < self.size:
+            raise ValueError(f"MMIO region {base:#x}+{size:#x} overlaps RAM or is empty")
+        at = bisect.bisect_left(self._mmio_bases, base)
+        neighbours = self._mmio[max(0, at - 1) : at + 1]
+        if any(b < base + size and base < b + n for b, n, _r in neighbours):
+            raise ValueError(f"MMIO region {base:#x}+{size:#x} overlaps another")
+        self._mmio.insert(at, (base, size, region))
+        self._mmio_bases.insert(at, base)
+
+    def set_mmio_enabled(self, base: int, enabled: bool) -> None:
+        """Enable or disable the region mapped at ``base`` (memory_region_set_enabled)."""
+        if enabled:
+            self._mmio_disabled.discard(base)
+        else:
+            self._mmio_disabled.add(base)
+
+    def _mmio_region(self, addr: int, size: int) -> tuple[MmioRegion, int]:
+        if size not in MMIO_SIZES:
+            raise GuestMemoryError(
+                f"MMIO access of {size} bytes at {addr:#x}", addr=addr, length=size, size=self.size
+            )
+        at = bisect.bisect_right(self._mmio_bases, addr) - 1
+        if at >= 0:
+            base, length, region = self._mmio[at]
+            if addr + size <= base + length and base not in self._mmio_disabled:
+                return region, addr - base
+        raise GuestMemoryError(
+            f"no device at guest address {addr:#x} (access of {size} bytes)",
+            addr=addr,
+            length=size,
+            size=self.size,
+        )
+
+    def mmio_load(self, addr: int, size: int, *, cpu: int) -> int:
+        """A cache-inhibited load by vCPU ``cpu``: RAM, or the device mapped there."""
+        if addr >= 0 and addr + size <= self.size and size in MMIO_SIZES:
+            return int.from_bytes(self._view[addr : addr + size], "big")
+        region, offset = self._mmio_region(addr, size)
+        return region.mmio_read(cpu, offset, size) & ((1 << (8 * size)) - 1)
+
+    def mmio_store(self, addr: int, size: int, value: int, *, cpu: int) -> None:
+        """A cache-inhibited store by vCPU ``cpu`` (the value is cut to ``size`` bytes)."""
+        value &= (1 << (8 * size)) - 1 if size in MMIO_SIZES else 0
+        if addr >= 0 and addr + size <= self.size and size in MMIO_SIZES:
+            self._data[addr : addr + size] = value.to_bytes(size, "big")
+            return
+        region, offset = self._mmio_region(addr, size)
+        region.mmio_write(cpu, offset, size, value)

@@ -52,6 +52,37 @@ QEMU_TRACE_FORMATS: dict[str, str] = {
     "prio 0x{priority:x}",
     "xics_ics_reject": "reject irq 0x{nr:x} [src {srcno}]",
     "xics_ics_eoi": "ics_eoi: irq 0x{nr:x}",
+    "spapr_xive_set_irq": "lisn=0x{lisn:x} val={val:d}",
+    "spapr_xive_claim_irq": "lisn=0x{lisn:x} lsi={lsi:d}",
+    "spapr_xive_free_irq": "lisn=0x{lisn:x}",
+    "spapr_xive_get_source_info": "flags=0x{flags:x} lisn=0x{lisn:x}",
+    "spapr_xive_set_source_config": "flags=0x{flags:x} lisn=0x{lisn:x} target=0x{target:x} "
+    "priority=0x{priority:x} eisn=0x{eisn:x}",
+    "spapr_xive_get_source_config": "flags=0x{flags:x} lisn=0x{lisn:x}",
+    "spapr_xive_get_queue_info": "flags=0x{flags:x} target=0x{target:x} priority=0x{priority:x}",
+    "spapr_xive_set_queue_config": "flags=0x{flags:x} target=0x{target:x} "
+    "priority=0x{priority:x} qpage=0x{qpage:x} qsize=0x{qsize:x}",
+    "spapr_xive_get_queue_config": "flags=0x{flags:x} target=0x{target:x} priority=0x{priority:x}",
+    "spapr_xive_set_os_reporting_line": "flags=0x{flags:x}",
+    "spapr_xive_get_os_reporting_line": "flags=0x{flags:x}",
+    "spapr_xive_esb": "flags=0x{flags:x} lisn=0x{lisn:x} offset=0x{offset:x} data=0x{data:x}",
+    "spapr_xive_sync": "flags=0x{flags:x} lisn=0x{lisn:x}",
+    "spapr_xive_reset": "flags=0x{flags:x}",
+    "xive_source_esb_read": "@0x{addr:x} IRQ 0x{srcno:x} val=0x{val:x}",
+    "xive_source_esb_write": "@0x{addr:x} IRQ 0x{srcno:x} val=0x{val:x}",
+    "xive_router_end_notify": "END 0x{end_blk:02x}/0x{end_idx:04x} -> enqueue 0x{end_data:08x}",
+    "xive_router_end_escalate": "END 0x{end_blk:02x}/0x{end_idx:04x} -> escalate END "
+    "0x{esc_blk:02x}/0x{esc_idx:04x} data 0x{end_data:08x}",
+    "xive_end_source_read": "END 0x{end_blk:x}/0x{end_idx:x} @0x{addr:x}",
+    "xive_presenter_notify": "found NVT 0x{nvt_blk:x}/0x{nvt_idx:x} ring=0x{ring:x}",
+    "xive_tctx_accept": "target={target:d} ring=0x{ring:x} IBP=0x{ipb:02x} PIPR=0x{pipr:02x} "
+    "CPPR=0x{cppr:02x} NSR=0x{nsr:02x} ACK",
+    "xive_tctx_notify": "target={target:d} ring=0x{ring:x} IBP=0x{ipb:02x} PIPR=0x{pipr:02x} "
+    "CPPR=0x{cppr:02x} NSR=0x{nsr:02x} raise !",
+    "xive_tctx_set_cppr": "target={target:d} ring=0x{ring:x} IBP=0x{ipb:02x} PIPR=0x{pipr:02x} "
+    "new CPPR=0x{cppr:02x} NSR=0x{nsr:02x}",
+    "xive_tctx_tm_read": "@0x{offset:x} sz={size:d} val=0x{val:x}",
+    "xive_tctx_tm_write": "@0x{offset:x} sz={size:d} val=0x{val:x}",
     "handle_qmp_command": "mon {mon} req: {req}",
     "handle_hmp_command": "mon {mon:#x} cmdline: {cmdline}",
 }

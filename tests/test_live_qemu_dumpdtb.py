@@ -40,6 +40,15 @@ CASES: list[tuple[str, str, str]] = [
     ("pseries", "POWER7+", "1,maxcpus=2"),
     ("pseries,vsmt=4", "POWER9", "2,cores=4,threads=1,maxcpus=4"),
     ("pseries-4.2", "POWER8NVL", "2,sockets=2,cores=2,threads=1,maxcpus=4"),
+    # XIVE forced (the /interrupt-controller@... node, no XICS RTAS tokens) and its refusals
+    ("pseries,ic-mode=xive", "POWER9", "1,cores=4,threads=1,maxcpus=4"),
+    ("pseries,ic-mode=xive", "POWER10", "2,maxcpus=8"),
+    ("pseries,ic-mode=xive,vsmt=4", "POWER9", "2,cores=4,threads=1,maxcpus=4"),
+    ("pseries-4.0,ic-mode=xive", "POWER9", "2,maxcpus=4"),
+    ("pseries,ic-mode=xive", "POWER8", "2,maxcpus=4"),
+    ("pseries,ic-mode=xive,max-cpu-compat=power8", "POWER9", "2,maxcpus=4"),
+    ("pseries-2.12,ic-mode=xive", "POWER9", "2,maxcpus=4"),
+    ("pseries,ic-mode=xics", "POWER9", "2,maxcpus=4"),
 ]
 #: Extra options (NUMA, cold-plugged cores) on the classic POWER8E machine.
 EXTRA = [

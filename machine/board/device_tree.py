@@ -23,6 +23,15 @@ from spapr.cpu_node import CpuNodeEnv, build_cpu_node
 from spapr.drc import DrcArrays, DrcTable, DrcType
 from spapr.events import EventQueue
 from spapr.ovec import OV5_FORM2_AFFINITY, OptionVector
+from spapr.xive import (
+    EQ_SIZES,
+    HV_PRIO,
+    SPAPR_IRQ_IPI,
+    SPAPR_XIVE_TM_BASE,
+    TM_OS_PAGE,
+    TM_SHIFT,
+    TM_USER_PAGE,
+)
 
 #: phandle QEMU gives the interrupt controller (PHANDLE_INTC).
 PHANDLE_INTC = 0x1111
@@ -75,6 +84,8 @@ class DeviceTreeState:
     compat_pvr: int
     rng_seed: Callable[[int], bytes]
     drc_index_of_core: Callable[[SpaprCpuCore], int | None]
+    #: XIVE is the active controller: its node's name (else XICS's node, if any).
+    xive_node: str | None = None
 
 
 def _set_drc_arrays(node: Node, arrays: DrcArrays) -> None:
@@ -94,6 +105,28 @@ def _interrupt_controller(config: DeviceTreeConfig) -> Node:
     node.set_property(Property.cells("#interrupt-cells", 2))
     node.set_property(Property.cells("linux,phandle", PHANDLE_INTC))
     node.set_property(Property.cells("phandle", PHANDLE_INTC))
+    return node
+
+
+def _xive_controller(root: Node, config: DeviceTreeConfig, name: str) -> Node:
+    """spapr_xive_dt: the XIVE presenter node, and the priorities the hypervisor keeps."""
+    node = Node(name)
+    user_page = SPAPR_XIVE_TM_BASE + (TM_USER_PAGE << TM_SHIFT)
+    os_page = SPAPR_XIVE_TM_BASE + (TM_OS_PAGE << TM_SHIFT)
+    node.set_property(Property.string("device_type", "power-ivpe"))
+    node.set_property(Property.u64("reg", user_page, 1 << TM_SHIFT, os_page, 1 << TM_SHIFT))
+    node.set_property(Property.string("compatible", "ibm,power-ivpe"))
+    node.set_property(Property.cells("ibm,xive-eq-sizes", *EQ_SIZES))
+    node.set_property(
+        Property.cells(
+            "ibm,xive-lisn-ranges", SPAPR_IRQ_IPI, SPAPR_IRQ_IPI + config.max_server_number
+        )
+    )
+    node.set_property(Property.empty("interrupt-controller"))
+    node.set_property(Property.cells("#interrupt-cells", 2))
+    node.set_property(Property.cells("linux,phandle", PHANDLE_INTC))
+    node.set_property(Property.cells("phandle", PHANDLE_INTC))
+    root.set_property(Property.cells("ibm,plat-res-int-priorities", HV_PRIO, 0xFF - HV_PRIO))
     return node
 
 
@@ -300,7 +333,9 @@ def build_device_tree(
         root.set_property(Property.string("ibm,partition-name", config.vm_name))
     root.set_property(Property.cells("#address-cells", 2))
     root.set_property(Property.cells("#size-cells", 2))
-    if config.xics:
+    if state.xive_node is not None:
+        root.add_subnode(_xive_controller(root, config, state.xive_node))
+    elif config.xics:
         root.add_subnode(_interrupt_controller(config))
     _memory_nodes(root, config, state.ov5_cas)
     cpus = _cpus_node(config, state)

@@ -31,7 +31,7 @@ from machine.config.startup import MachineSetup, reset_warnings
 from machine.sched import VcpuScheduler, VcpuState
 from rtas import GuestMemory, GuestMemoryError, RtasDispatcher
 from rtas.codes import CC_WORK_AREA_SIZE, ConfigureConnector, RtasStatus
-from rtas.hcalls import Hcall, HcallReturn
+from rtas.hcalls import MMIO_LOAD, MMIO_STORE, Hcall, HcallReturn
 from rtas.tokens import service_name
 from spapr.cas import cas_check_pvr
 from spapr.cpu_core import (
@@ -68,7 +68,8 @@ from spapr.ovec import (
 )
 from spapr.platform_rtas import PlatformRtas
 from spapr.trace import TraceRecorder
-from spapr.xics import Xics
+from spapr.xics import XICS_IRQ_BASE, Xics
+from spapr.xive import SPAPR_IRQ_IPI, XIVE_HCALLS, SpaprXive
 
 #: Number of PHB connectors QEMU creates (SPAPR_MAX_PHBS) and PCI slots of PHB 0.
 SPAPR_MAX_PHBS = 31
@@ -84,6 +85,11 @@ FDT_MAX_ADDR = 0x80000000
 RTC_EPOCH = datetime.datetime(2016, 9, 1, 0, 0, 0)
 #: CAS refused because other vCPUs are running.
 H_MULTI_THREADS_ACTIVE = -9005
+#: The XICS hcalls (registered only when the machine has XICS) and XIVE's.
+_XICS_HCALL_NUMBERS = frozenset(
+    {Hcall.H_CPPR, Hcall.H_IPI, Hcall.H_XIRR, Hcall.H_XIRR_X, Hcall.H_EOI, Hcall.H_IPOLL}
+)
+_XIVE_HCALL_NUMBERS = frozenset(int(h) for h in XIVE_HCALLS)
 #: Header QEMU puts before the FDT it returns from CAS (SpaprDeviceTreeUpdateHeader).
 CAS_FDT_HEADER_VERSION = 1
 #: The RTAS services whose output (what they left in guest memory) is traced.
@@ -192,15 +198,34 @@ class PseriesMachine:
             trace=self.trace,
             raise_external=self._external_line,
         )
+        #: The interrupt controllers the machine has (QEMU's spapr->irq): XICS unless
+        #: ic-mode=xive, XIVE with ic-mode=dual or xive on an ISA 3.00 CPU.
+        self.has_xics = setup.ic_mode != "xive"
+        self.xive: SpaprXive | None = None
+        if self._xive_enabled():
+            self.xive = SpaprXive(
+                nr_irqs=XICS_IRQ_BASE + setup.machine.nr_xirqs,
+                nr_servers=self.topology.max_server_number,
+                memory=self.memory,
+                trace=self.trace,
+                raise_external=self._external_line,
+            )
+            self.memory.map_mmio(self.xive.vc_base, self.xive.esb_length, self.xive.esb_region())
+            self.memory.map_mmio(self.xive.tm_base, self.xive.tima_length, self.xive.tima_region())
+            for i in range(self.topology.max_server_number):
+                self.xive.claim(SPAPR_IRQ_IPI + i)
+        #: The controller interrupts go through now (spapr->active_intc).
+        self.xive_active = False
+        self._set_active_intc(xive=not self.has_xics)
         self.events = EventQueue(
-            pulse_irq=self.xics.pulse,
+            pulse_irq=self._pulse_irq,
             rtc=lambda: _rtc_time(self.sched.now + self.rtc_offset_ns),
             modern_hotplug_events=setup.modern_hotplug_events,
             trace=self.trace,
         )
-        self.xics.claim(self.events.epow_irq)
+        self._claim_irq(self.events.epow_irq)
         if setup.modern_hotplug_events:
-            self.xics.claim(self.events.hotplug_irq)
+            self._claim_irq(self.events.hotplug_irq)
 
         self.rtas = RtasDispatcher[int]()
         self.rtas.add_observer(self._trace_rtas_call)
@@ -336,16 +361,39 @@ class PseriesMachine:
         """
         legacy = self.setup.machine.legacy_irq_allocation
         ics = self.xics.ics
-        self.xics.claim(ics.find_free() if legacy else SPAPR_IRQ_VIO)
+        self._claim_irq(ics.find_free() if legacy else SPAPR_IRQ_VIO)
         for pin in range(PCI_NUM_PINS):
-            self.xics.claim(ics.find_free() if legacy else SPAPR_IRQ_PCI_LSI + pin, lsi=True)
+            self._claim_irq(ics.find_free() if legacy else SPAPR_IRQ_PCI_LSI + pin, lsi=True)
+
+    def _claim_irq(self, irq: int, lsi: bool = False) -> None:
+        """spapr_irq_claim: the source is allocated in every controller the machine has."""
+        if self.has_xics:
+            self.xics.claim(irq, lsi)
+        if self.xive is not None:
+            self.xive.claim(irq, lsi)
+
+    def _pulse_irq(self, irq: int) -> None:
+        """qemu_irq_pulse on a machine interrupt: it goes to the active controller."""
+        if self.xive_active and self.xive is not None:
+            self.xive.pulse(irq)
+        else:
+            self.xics.pulse(irq)
+
+    def _set_active_intc(self, *, xive: bool) -> None:
+        """spapr_irq_update_active_intc: switch controllers; only XIVE's pages come and go."""
+        self.xive_active = xive and self.xive is not None
+        if self.xive is not None:
+            self.memory.set_mmio_enabled(self.xive.vc_base, self.xive_active)
+            self.memory.set_mmio_enabled(self.xive.tm_base, self.xive_active)
+            self.xive.exploited = self.xive_active and self.ov5_cas.test(OV5_XIVE_EXPLOIT)
 
     def _register_rtas(self) -> None:
         register = self.rtas.register
         CpuRtas(self).register_rtas(register)
         self.events.register_rtas(register)
         register_drc_rtas(register, self.drcs)
-        self.xics.register_rtas(register)
+        if self.has_xics:
+            self.xics.register_rtas(register)
         PlatformRtas(self).register_rtas(register)
 
     def _create_unattached_placeholders_before_cpus(self) -> None:
@@ -411,7 +459,9 @@ class PseriesMachine:
     def create_threads(self, core: SpaprCpuCore) -> list[VcpuThread]:
         """CoreHotplugHost: realize the core's vCPU threads, stopped."""
         threads: list[VcpuThread] = []
-        presenters = ("icp", "xive-tctx") if self._xive_enabled() else ("icp",)
+        presenters = (("icp",) if self.has_xics else ()) + (
+            ("xive-tctx",) if self.xive is not None else ()
+        )
         for i in range(core.nr_threads):
             cpu_index = core.core_id + i
             vcpu_id = self.topology.vcpu_id(cpu_index)
@@ -429,7 +479,7 @@ class PseriesMachine:
             for thread in threads:
                 self.sched.add_vcpu(thread.vcpu_id)
                 try:
-                    self.xics.add_icp(thread.vcpu_id, thread.cpu_index)
+                    self._add_presenters(thread)
                 except BaseException:
                     self.sched.remove_vcpu(thread.vcpu_id)
                     raise
@@ -440,16 +490,34 @@ class PseriesMachine:
             # all or nothing: no orphan vCPU thread or presenter is left behind
             for thread in reversed(created):
                 self.sched.remove_vcpu(thread.vcpu_id)
-                self.xics.remove_icp(thread.vcpu_id)
+                self._remove_presenters(thread)
                 del self.threads_by_vcpu[thread.vcpu_id]
             raise
         return threads
+
+    def _add_presenters(self, thread: VcpuThread) -> None:
+        """spapr_irq_cpu_intc_create: an ICP and/or a XIVE thread context, all or none."""
+        if self.has_xics:
+            self.xics.add_icp(thread.vcpu_id, thread.cpu_index)
+        if self.xive is not None:
+            try:
+                self.xive.add_tctx(thread.vcpu_id, thread.cpu_index)
+            except BaseException:
+                if self.has_xics:
+                    self.xics.remove_icp(thread.vcpu_id)
+                raise
+
+    def _remove_presenters(self, thread: VcpuThread) -> None:
+        if self.has_xics:
+            self.xics.remove_icp(thread.vcpu_id)
+        if self.xive is not None:
+            self.xive.remove_tctx(thread.vcpu_id)
 
     def destroy_threads(self, core: SpaprCpuCore) -> None:
         """CoreHotplugHost: unrealize the core's threads."""
         for thread in core.threads:
             self.sched.remove_vcpu(thread.vcpu_id)
-            self.xics.remove_icp(thread.vcpu_id)
+            self._remove_presenters(thread)
             del self.threads_by_vcpu[thread.vcpu_id]
 
     def device_deleted(self, dev_id: str | None, path: str) -> None:
@@ -748,6 +816,12 @@ class PseriesMachine:
         self.events.hp_evt_negotiated = False
         self.drcs.reset_all()
         self.events.clear_all()
+        if self.xive is not None:
+            # spapr_xive_reset, each vCPU's thread context, then the pre-CAS controller
+            self.xive.reset()
+            for thread in self.iter_threads():
+                self.xive.reset_tctx(thread.vcpu_id)
+            self._set_active_intc(xive=not self.has_xics)
         self.build_fdt_for_boot()
         if self.guest is not None:
             self.boot(self.guest.entry_point)
@@ -773,7 +847,7 @@ class PseriesMachine:
             rma_size=rma,
             numa_nodes=tuple(enumerate(node_mem)),
             max_server_number=self.topology.max_server_number,
-            xics=True,
+            xics=self.has_xics,
             xive=self._xive_enabled(),
             isa_3_00=self._isa3_capable(),
             kvm=setup.accel.is_kvm,
@@ -798,6 +872,7 @@ class PseriesMachine:
             node_env=self.node_env(),
             ov5_cas=self.ov5_cas,
             compat_pvr=self.compat_pvr,
+            xive_node=self.xive.nodename if self.xive_active and self.xive is not None else None,
             rng_seed=self.random.getrandom,
             drc_index_of_core=lambda core: (
                 d.index if (d := self._drc_for_core_id(core.core_id)) is not None else None
@@ -847,6 +922,15 @@ class PseriesMachine:
             return self.rtas.hcall_rtas(self.memory, int(args[0]), vcpu_id)
         if number == Hcall.KVMPPC_H_CAS:
             return self.h_client_architecture_support(vcpu_id, *[int(a) for a in args])
+        if number in (MMIO_LOAD, MMIO_STORE):
+            return self._mmio(vcpu_id, number, args)
+        if number in _XIVE_HCALL_NUMBERS:
+            if self.xive is None:
+                return HcallReturn.H_FUNCTION
+            status, values = self.xive.hcall(number, [int(a) for a in args])
+            return (status, *values) if values else status
+        if not self.has_xics and number in _XICS_HCALL_NUMBERS:
+            return HcallReturn.H_FUNCTION
         if number == Hcall.H_XIRR:
             status, values = self.xics.h_xirr(vcpu_id)
             return (status, *values)
@@ -865,6 +949,22 @@ class PseriesMachine:
         if number in (Hcall.H_REGISTER_VPA, Hcall.H_SET_MODE):
             return HcallReturn.H_SUCCESS
         return HcallReturn.H_FUNCTION
+
+    def _mmio(self, vcpu_id: int, op: int, args: tuple[Any, ...]) -> int | None:
+        """A guest load or store outside RAM: the device page mapped there answers.
+
+        An access where nothing is mapped (or a disabled page) is traced as a guest
+        error; a load then reads all ones, a store is dropped.
+        """
+        addr, size = int(args[0]), int(args[1])
+        try:
+            if op == MMIO_LOAD:
+                return self.memory.mmio_load(addr, size, cpu=vcpu_id)
+            self.memory.mmio_store(addr, size, int(args[2]), cpu=vcpu_id)
+        except GuestMemoryError as err:
+            self.trace.emit("guest_error", message=str(err))
+            return (1 << (8 * size)) - 1 if op == MMIO_LOAD and 0 < size <= 8 else None
+        return None
 
     # VcpuControl (start-cpu, stop-self, query-cpu-stopped-state)
     def find_vcpu(self, vcpu_id: int) -> int | None:
@@ -923,7 +1023,23 @@ class PseriesMachine:
         self.radix_guest = ov5_guest.test(OV5_MMU_RADIX_300)
         if self.radix_guest:
             self.htab_shift = 0
+        guest_xive = ov5_guest.test(OV5_XIVE_EXPLOIT)
+        if guest_xive and self.xive is None:
+            self.trace.emit(
+                "guest_error",
+                message="Guest requested unavailable interrupt mode (XIVE), try the "
+                "ic-mode=xive or ic-mode=dual machine property",
+            )
+            return HcallReturn.H_PARAMETER  # QEMU exits; the model refuses the call
+        if not guest_xive and not self.has_xics:
+            self.trace.emit(
+                "guest_error",
+                message="Guest requested unavailable interrupt mode (XICS), either don't set "
+                "the ic-mode property, or try ic-mode=xics or ic-mode=dual",
+            )
+            return HcallReturn.H_PARAMETER
         self.ov5_cas = self.ov5.intersect(ov5_guest)
+        self._set_active_intc(xive=self.ov5_cas.test(OV5_XIVE_EXPLOIT))
         self.pre_isa3_guest = not ov1.test(OV1_PPC_3_00)
         self.events.hp_evt_negotiated = self.ov5_cas.test(OV5_HP_EVT)
         self.drcs.reset_all()

@@ -144,6 +144,9 @@ def state_sections(machine: PseriesMachine) -> dict[str, Any]:
         for t in sorted(machine.iter_threads(), key=lambda t: t.cpu_index)
     ]
     sections["xics"] = machine.xics.vmstate()
+    if machine.xive is not None and machine.xive_active:
+        # only once XIVE is the active controller, so XICS-mode streams stay as they were
+        sections["spapr-xive"] = machine.xive.vmstate()
     sections["spapr"] = {
         "compat_pvr": machine.compat_pvr,
         "hp_evt_negotiated": machine.events.hp_evt_negotiated,

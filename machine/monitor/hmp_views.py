@@ -20,7 +20,6 @@ from machine.board.manual_guest import ManualGuest
 from machine.board.pseries import PseriesMachine
 from rtas import EventLogError, decode_event_log
 from spapr.drc import DRC, DrcType
-from spapr.ovec import OV5_XIVE_EXPLOIT
 from spapr.xics import SourceStatus
 
 #: ``info drc`` filters: a DRC type by name.
@@ -35,13 +34,9 @@ def _seconds(ns: int) -> str:
 
 
 def info_pic(machine: PseriesMachine) -> list[str]:
-    """QEMU's ``info pic`` for XICS; XIVE (ic-mode=xive, or negotiated at CAS) is not modeled."""
-    xive_only = machine.setup.ic_mode == "xive"
-    if xive_only or machine.ov5_cas.test(OV5_XIVE_EXPLOIT):
-        return [
-            "info pic: this machine's guest uses XIVE, whose state this emulator does not "
-            "model (it models XICS: -M pseries,ic-mode=xics)"
-        ]
+    """QEMU's ``info pic``: the active controller's state (XICS, or XIVE once active)."""
+    if machine.xive_active and machine.xive is not None:
+        return [*machine.xive.info_pic().splitlines(), "irqchip: emulated"]
     return machine.xics.info_pic().splitlines()
 
 
