@@ -400,9 +400,14 @@ def test_info_pic_is_qemus_text(config: str) -> None:
         assert _normalize_pic(hmp.execute(command)) == _normalize_pic(expected), command
 
 
-def test_info_pic_in_xive_mode_says_it_is_out_of_scope() -> None:
+def test_info_pic_in_xive_mode_shows_the_xive_state() -> None:
+    """ic-mode=xive: the thread contexts and sources, QEMU's layout (tests/test_xive.py)."""
     p = Prompt("-M pseries,ic-mode=xive -cpu POWER9 -smp 1 -nodefaults -guest none")
-    assert "does not model" in p("info pic") and "XIVE" in p("info pic")
+    lines = p("info pic").splitlines()
+    assert lines[0] == "CPU[0000]:   QW   NSR CPPR IPB LSMFB ACK# INC AGE PIPR  W2"
+    assert "  LISN         PQ    EISN     CPU/PRIO EQ" in lines
+    assert "  00001001 MSI -Q  M 00000000 " in lines
+    assert lines[-1] == "irqchip: emulated"
 
 
 def test_info_events_lists_qmp_events_with_virtual_time(prompt: Prompt) -> None:
