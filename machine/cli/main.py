@@ -111,6 +111,28 @@ def _main(words: list[str], out: TextIO, err: TextIO, signals: SignalWatch) -> i
         if config_probe.help_error is not None:
             print(f"{PROG}: {config_probe.help_error}", file=err)
         return 0
+    process = config_probe.process
+    daemon = None
+    if process.daemonize:
+        from machine.cli.daemon import Daemon
+
+        daemon = Daemon()
+        parent_status = daemon.fork()
+        if parent_status is not None:
+            return parent_status
+    if process.pidfile is not None:
+        from machine.cli.daemon import write_pidfile
+
+        try:
+            write_pidfile(process.pidfile)
+        except QemuError as exc:
+            print(exc.report(PROG), file=err)
+            return 1
+    on_ready = daemon.ready if daemon is not None else None
+    from machine.cli.none_runner import is_none_machine, run_none_machine
+
+    if is_none_machine(config_probe):
+        return run_none_machine(config_probe, err=err, signals=signals, on_ready=on_ready)
     from machine.board.build import build_machine, print_warnings
 
     try:
@@ -157,6 +179,7 @@ def _main(words: list[str], out: TextIO, err: TextIO, signals: SignalWatch) -> i
             scenario=scenario,
             incoming_runstate=incoming_runstate,
             signals=signals,
+            on_ready=on_ready,
         )
     finally:
         write_trace_html(machine, err)

@@ -21,8 +21,9 @@ import contextlib
 import json
 import shlex
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -35,7 +36,12 @@ from machine.monitor.control import MachineControl
 from machine.monitor.hmp import HmpMonitor
 from machine.monitor.hmp_stdio import PROMPT, StdioMonitor, banner
 from machine.monitor.qmp_commands import QmpCommands
-from machine.monitor.qmp_server import QmpEndpoint, QmpServer, parse_qmp_endpoint
+from machine.monitor.qmp_server import (
+    QmpEndpoint,
+    QmpServer,
+    chardev_endpoints,
+    parse_qmp_endpoint,
+)
 from spapr.errors import QemuError
 
 #: Where named scenarios live (package data).
@@ -151,6 +157,7 @@ def run_machine(
     stdin: TextIO | None = None,
     incoming_runstate: str | None = None,
     signals: SignalWatch | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     """Serve the machine's monitors until quit (or a terminating signal); the exit status.
 
@@ -169,6 +176,7 @@ def run_machine(
     except QemuError as exc:  # -incoming unix:/tcp:/exec: could not start
         print(exc.report(PROG), file=err)
         return 1
+    control.host_thread_id = threading.get_native_id()
     if signals is not None:
         # called from the watch's thread: only a flag every loop of the runner checks
         signals.on_signal = lambda _termination: setattr(control, "quit_requested", True)
@@ -184,6 +192,7 @@ def run_machine(
         endpoints = [
             parse_qmp_endpoint(spec, allow_remote=options.allow_remote_qmp) for spec in config.qmp
         ]
+        endpoints += chardev_endpoints(config.process)
         for spec in config.monitors:
             if spec != "stdio":
                 raise QemuError(
@@ -198,7 +207,7 @@ def run_machine(
     source = stdin if stdin is not None else sys.stdin
     try:
         status = asyncio.run(
-            _serve(control, endpoints, bool(config.monitors), source, out, err, signals)
+            _serve(control, endpoints, bool(config.monitors), source, out, err, signals, on_ready)
         )
     except KeyboardInterrupt:
         print(f"{PROG}: terminating on signal 2", file=err)
@@ -216,6 +225,7 @@ async def _serve(
     out: TextIO,
     err: TextIO,
     signals: SignalWatch | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
     stop = asyncio.Event()
 
@@ -228,6 +238,11 @@ async def _serve(
     for server in servers:
         try:
             await server.start()
+        except QemuError as exc:
+            print(exc.report(PROG), file=err)
+            for started in servers:
+                await started.close()
+            return 1
         except OSError as exc:
             print(
                 f"{PROG}: -qmp {server.endpoint.spec}: Failed to bind socket: {exc.strerror}",
@@ -245,6 +260,9 @@ async def _serve(
                 flush=True,
             )
             await server.wait_for_client()
+    control.chardevs = [s.chardev_info() for s in servers if s.endpoint.chardev is not None]
+    if on_ready is not None:
+        on_ready()
     interactive = stdio and stdin.isatty()
     tasks: list[asyncio.Task[None]] = []
     if stdio:

@@ -48,9 +48,20 @@ from machine.config.machine_types import (
     MACHINE_TYPES,
     machine_help_text,
 )
-from machine.config.numa import (
-    MemoryBackend,
-    parse_memory_backend,
+from machine.config.numa import MemoryBackend
+from machine.config.objects import SecretObject, parse_object
+from machine.config.process_options import (
+    BOOT_KEYS,
+    CHARDEV_OPTS,
+    MON_OPTS,
+    MSG_OPTS,
+    OVERCOMMIT_OPTS,
+    PROCESS_ARG_OPTIONS,
+    PROCESS_FLAGS,
+    RTC_OPTS,
+    SANDBOX_OPTS,
+    ProcessOptionParser,
+    ProcessOptions,
 )
 from machine.config.qemu_opts import (
     KeyvalDict,
@@ -168,7 +179,6 @@ _UNMODELED_OPTIONS = frozenset(
         "L",
         "serial",
         "parallel",
-        "chardev",
         "drive",
         "blockdev",
         "hda",
@@ -190,21 +200,14 @@ _UNMODELED_OPTIONS = frozenset(
         "spice",
         "usb",
         "usbdevice",
-        "boot",
-        "rtc",
         "icount",
         "readconfig",
         "writeconfig",
-        "daemonize",
-        "pidfile",
         "loadvm",
         "no-reboot",
-        "no-shutdown",
         "full-screen",
         "mem-path",
         "mem-prealloc",
-        "overcommit",
-        "msg",
         "action",
         "watchdog-action",
         "preconfig",
@@ -215,10 +218,7 @@ _UNMODELED_OPTIONS = frozenset(
         "compat",
         "semihosting",
         "semihosting-config",
-        "uuid",
         "prom-env",
-        "mon",
-        "audiodev",
         "audio",
         "audio-help",
         "fsdev",
@@ -235,7 +235,6 @@ _UNMODELED_OPTIONS = frozenset(
         "g",
         "echr",
         "k",
-        "sandbox",
         "s",
         "gdb",
         "d",
@@ -270,9 +269,7 @@ _UNMODELED_FLAGS = frozenset(
         "usb",
         "portrait",
         "full-screen",
-        "daemonize",
         "no-reboot",
-        "no-shutdown",
         "mem-prealloc",
         "preconfig",
         "only-migratable",
@@ -353,6 +350,8 @@ class MachineConfig:
     cpu_option: str | None = None
     numa: list[QemuOpts] = attrs.field(factory=list)
     objects: list[MemoryBackend] = attrs.field(factory=list)
+    #: ``-object secret`` (libvirt's master key): read at start-up, used by nothing modeled.
+    secrets: list[SecretObject] = attrs.field(factory=list)
     devices: list[DeviceSpec] = attrs.field(factory=list)
     globals: list[GlobalSpec] = attrs.field(factory=list)
     accel_opts: list[QemuOpts] = attrs.field(factory=list)
@@ -377,6 +376,8 @@ class MachineConfig:
     #: What a help request printed on stderr (QEMU still exits 0 after it).
     help_error: str | None = None
     warnings: list[QemuWarning] = attrs.field(factory=list)
+    #: The process-level options (monitor chardevs, -daemonize, -pidfile, -no-shutdown, ...).
+    process: ProcessOptions = attrs.field(factory=ProcessOptions)
 
     @property
     def kvm_host(self) -> KvmHost:
@@ -387,6 +388,49 @@ class MachineConfig:
 def _option_name(word: str) -> str:
     """The option a word names: QEMU takes ``--opt`` as ``-opt``."""
     return word[2:] if word.startswith("--") else word[1:]
+
+
+_OPT_TYPE_NAMES = {
+    OptType.STRING: "string",
+    OptType.BOOL: "boolean",
+    OptType.NUMBER: "number",
+    OptType.SIZE: "size",
+}
+
+
+def command_line_options() -> list[tuple[str, list[tuple[str, str]]]]:
+    """The option lists this emulator parses and their described keys (name, type).
+
+    ``query-command-line-options`` answers from this; a list without keys takes any
+    (its consumer checks them), as QEMU shows it.
+    """
+    lists = [
+        OptsList("machine"),
+        _ACCEL_OPTS,
+        OptsList("boot-opts", desc=dict.fromkeys(BOOT_KEYS, OptType.STRING)),
+        CHARDEV_OPTS,
+        _DEVICE_OPTS,
+        _GLOBAL_OPTS,
+        _MEMORY_OPTS,
+        MON_OPTS,
+        MSG_OPTS,
+        _NAME_OPTS,
+        _NUMA_OPTS,
+        _OBJECT_OPTS,
+        OVERCOMMIT_OPTS,
+        RTC_OPTS,
+        SANDBOX_OPTS,
+        OptsList("smp-opts", desc=dict.fromkeys(sorted(SMP_KEYS), OptType.NUMBER)),
+        _TRACE_OPTS,
+    ]
+    out = []
+    for opts_list in lists:
+        desc = dict(opts_list.desc)
+        if opts_list.name == "boot-opts":
+            desc.update({"menu": OptType.BOOL, "strict": OptType.BOOL})
+            desc.update({"splash-time": OptType.NUMBER, "reboot-timeout": OptType.NUMBER})
+        out.append((opts_list.name, [(k, _OPT_TYPE_NAMES[t]) for k, t in desc.items()]))
+    return out
 
 
 def _first_pass(argv: Sequence[str]) -> None:
@@ -404,7 +448,9 @@ def _first_pass(argv: Sequence[str]) -> None:
         name = _option_name(word)
         if name in FLAG_OPTIONS or name in _HELP_OPTIONS or name in _UNMODELED_FLAGS:
             continue
-        if name in _ARG_OPTIONS or name in _UNMODELED_OPTIONS:
+        if name in PROCESS_FLAGS:
+            continue
+        if name in _ARG_OPTIONS or name in _UNMODELED_OPTIONS or name in PROCESS_ARG_OPTIONS:
             if i >= len(argv):
                 raise QemuError("requires an argument", location=word)
             i += 1
@@ -453,6 +499,7 @@ def parse_argv(argv: Sequence[str]) -> MachineConfig:
         "name": OptsStore(_NAME_OPTS),
         "trace": OptsStore(_TRACE_OPTS),
     }
+    process = ProcessOptionParser(config.process, config.warnings)
     i = 0
     try:
         _first_pass(argv)
@@ -476,6 +523,13 @@ def parse_argv(argv: Sequence[str]) -> MachineConfig:
             elif name in FLAG_OPTIONS:
                 i += 1
                 _flag(config, name)
+            elif name in PROCESS_FLAGS:
+                i += 1
+                process.flag(name)
+            elif name in PROCESS_ARG_OPTIONS:
+                optarg = argv[i + 1]
+                i += 2
+                process.option(name, optarg, f"{word} {optarg}")
             elif name in _UNMODELED_OPTIONS:
                 raise QemuError("option not modeled by this emulator", location=word)
             else:
@@ -599,10 +653,11 @@ def _option(
 
 
 def _object_option(config: MachineConfig, store: OptsStore, arg: str, location: str) -> None:
-    if arg.startswith("{"):
-        raise QemuError("JSON -object is not modeled by this emulator", location=location)
-    opts = store.parse(arg, location=location, warnings=config.warnings)
-    config.objects.append(parse_memory_backend(opts))
+    obj = parse_object(store, arg, location, config.warnings)
+    if isinstance(obj, SecretObject):
+        config.secrets.append(obj)
+    else:
+        config.objects.append(obj)
 
 
 def _device_option(
@@ -678,6 +733,7 @@ __all__ = [
     "MachineConfig",
     "StartupError",
     "TraceSpec",
+    "command_line_options",
     "known_global_driver",
     "parse_argv",
 ]

@@ -15,6 +15,7 @@ selects the slot ``N / threads``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 
 import attrs
@@ -247,6 +248,20 @@ class MemoryBackend:
 
 
 _BACKEND_BOOLS = ("dump", "merge", "prealloc", "share", "reserve")
+#: The memory backends -object creates, with the keys of their own (QEMU's names). In
+#: this model every backend only gives the RAM its id and size: no guest RAM is ever
+#: allocated, so a file or memfd backend is checked as QEMU checks it and used as one.
+MEMORY_BACKEND_TYPES: dict[str, tuple[tuple[str, str], ...]] = {
+    "memory-backend-ram": (),
+    "memory-backend-file": (
+        ("mem-path", "string"),
+        ("align", "int"),
+        ("discard-data", "bool"),
+        ("pmem", "bool"),
+        ("readonly", "bool"),
+    ),
+    "memory-backend-memfd": (("hugetlb", "bool"), ("hugetlbsize", "int"), ("seal", "bool")),
+}
 _HOST_MEM_POLICIES = ("default", "preferred", "bind", "interleave")
 
 
@@ -260,9 +275,26 @@ def parse_memory_backend(opts: QemuOpts) -> MemoryBackend:
     if not v.present("qom-type"):
         raise v.error("Parameter 'qom-type' is missing")
     qom_type = v.enum("qom-type", OBJECT_TYPES)
-    if qom_type != "memory-backend-ram":
+    if qom_type not in MEMORY_BACKEND_TYPES:
         raise v.error(f"-object {qom_type} is not modeled by this emulator")
     ident = v.string("id")
+    for name, kind in MEMORY_BACKEND_TYPES[qom_type]:
+        if not v.present(name):
+            continue
+        if kind == "bool":
+            v.boolean(name)
+        elif kind == "int":
+            v.size(name)
+        else:
+            v.string(name)
+    if qom_type == "memory-backend-file":
+        if not v.present("mem-path"):
+            raise v.error("mem-path property not set")
+        path = v.string("mem-path")
+        if not os.path.exists(path) and not os.path.isdir(os.path.dirname(path) or "."):
+            raise v.error(
+                f"can't open backing store {path} for guest RAM: No such file or directory"
+            )
     values: dict[str, bool] = {}
     for name in ("dump", "host-nodes", "merge", "policy", "prealloc", "prealloc-threads",
                  "prealloc-context", "share", "reserve"):  # fmt: skip

@@ -207,6 +207,8 @@ class _Startup:
     kvm_type: str = "auto"
     accel_name: str | None = None
     accel_sugar: dict[str, str] = attrs.field(factory=dict)
+    #: ``-machine memory-backend=ID``: the memory-backend object that is the RAM.
+    ram_backend_id: str | None = None
 
     def __attrs_post_init__(self) -> None:
         self.warnings = list(self.config.warnings)
@@ -250,6 +252,7 @@ class _Startup:
         for backend in config.objects:
             create_memory_backend(backend)
             backends[backend.id] = backend
+        self._ram_backend(backends)
 
         cpu = parse_cpu_option(config.cpu_option, self.machine, accel)
         globals_ = self._cpu_globals(cpu, accel)
@@ -271,9 +274,10 @@ class _Startup:
             numa.apply(read_numa_option(numa_opts), backends, self.warnings)
 
         # ---- machine_run_board_init
-        if not numa.have_memdevs and self.machine.default_ram_id in backends:
+        reserved = self.machine.default_ram_id
+        if not numa.have_memdevs and reserved in backends and self.ram_backend_id != reserved:
             raise QemuError(
-                f"object name '{self.machine.default_ram_id}' is reserved for the default RAM"
+                f"object name '{reserved}' is reserved for the default RAM"
                 " backend, it can't be used for any other purposes. Change the object's 'id'"
                 " to something else"
             )
@@ -322,6 +326,18 @@ class _Startup:
             warnings=tuple(self.warnings),
         )
 
+    def _ram_backend(self, backends: dict[str, MemoryBackend]) -> None:
+        """``-machine memory-backend=``: the RAM is that backend, of its size."""
+        if self.ram_backend_id is None:
+            return
+        backend = backends.get(self.ram_backend_id)
+        if backend is None:
+            raise QemuError(f"Memory backend '{self.ram_backend_id}' not found")
+        if self.config.memory.instances and backend.size != self.ram_size:
+            raise QemuError("Machine memory size does not match the size of the memory backend")
+        self.ram_size = backend.size
+        self.maxram_size = max(self.maxram_size, backend.size)
+
     # ---- -m and legacy machine options
 
     def _merge_memory_options(self, opts: KeyvalDict) -> None:
@@ -359,8 +375,9 @@ class _Startup:
                 self.accel_sugar[key] = value
         if "igd-passthru" in opts:
             raise QemuError("-machine igd-passthru (Xen) is not modeled by this emulator")
-        if "memory-backend" in opts:
-            raise QemuError("-machine memory-backend is not modeled by this emulator")
+        backend_id = opts.pop("memory-backend", None)
+        if backend_id is not None:
+            self.ram_backend_id = str(backend_id)
 
     # ---- machine properties
 

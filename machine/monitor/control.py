@@ -24,6 +24,7 @@ from machine.config.cmdline import PROG
 from machine.config.startup import reset_warnings
 from machine.config.version import PACKAGE as PACKAGE
 from machine.config.version import QEMU_VERSION as QEMU_VERSION
+from machine.monitor.introspect import MIGRATION_CAPABILITIES
 from machine.monitor.migrate_commands import (
     Migration,
     MigrationBackend,
@@ -179,6 +180,14 @@ class MachineControl:
         #: Human monitors opened on this machine so far (each traces its commands under
         #: its number, where QEMU's ``handle_hmp_command`` prints the monitor's address).
         self.hmp_monitors = 0
+        #: The host thread that runs every vCPU when a real process serves the machine
+        #: (set by the runner); query-cpus-fast then names it, as QEMU names each
+        #: vCPU's thread. None: the scheduler's own thread numbers are shown.
+        self.host_thread_id: int | None = None
+        #: query-chardev's answer: the monitors' character devices (the runner fills it).
+        self.chardevs: list[dict[str, Any]] = []
+        #: Migration capabilities as set by migrate-set-capabilities (all off at start).
+        self.migration_caps: dict[str, bool] = dict.fromkeys(MIGRATION_CAPABILITIES, False)
         self.quit_requested = False
         #: The process's exit status once it quits (1 after a failed incoming migration).
         self.exit_status = 0
@@ -230,6 +239,8 @@ class MachineControl:
 
     def _migration_status(self, status: MigrationStatus) -> None:
         self.machine.migrating = self.migration.running
+        if self.migration_caps.get("events"):
+            self.emit("MIGRATION", {"status": status.value})
 
     def _mirror_runstate(self) -> None:
         self.machine.runstate = self.runstate.state.value
@@ -254,6 +265,14 @@ class MachineControl:
         self._boot_pending = False
         entry = getattr(self.guest, "entry_point", 0x100)
         self.machine.boot(int(entry))
+
+    def query_cpus_fast(self) -> list[dict[str, Any]]:
+        """query-cpus-fast, with the host thread that really runs the vCPUs if known."""
+        cpus = self.machine.query_cpus_fast()
+        if self.host_thread_id is not None:
+            for cpu in cpus:
+                cpu["thread-id"] = self.host_thread_id
+        return cpus
 
     def query_status(self) -> dict[str, Any]:
         """query-status (singlestep is never on here)."""

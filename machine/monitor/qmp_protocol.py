@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from machine.monitor.qapi_args import visit_arguments
-from machine.monitor.qmp_commands import CAPABILITIES, QmpCommands, version_info
+from machine.monitor.qmp_commands import CAPABILITIES, CommandTable, version_info
 from machine.monitor.qmp_json import (
     DEFAULT_MAX_MESSAGE_BYTES,
     JsonMessageStream,
@@ -53,7 +53,7 @@ def error_response(err: QemuError) -> dict[str, Any]:
 class QmpConnection:
     """The protocol state of one client."""
 
-    commands: QmpCommands
+    commands: CommandTable
     max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     phase: QmpPhase = QmpPhase.NEGOTIATION
     #: Capabilities the client enabled with qmp_capabilities.

@@ -22,14 +22,15 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from machine.config.cmdline import PROG
-from machine.monitor.control import MachineControl
-from machine.monitor.qmp_commands import QmpCommands
+from machine.config.process_options import ProcessOptions
+from machine.monitor.qmp_commands import CommandTable, MonitorHost
 from machine.monitor.qmp_json import DEFAULT_MAX_MESSAGE_BYTES
 from machine.monitor.qmp_protocol import QmpConnection
 from spapr.errors import QemuError
@@ -53,6 +54,23 @@ class QmpEndpoint:
     host: str = ""
     port: int = 0
     wait: bool = True
+    #: A listening socket inherited as this file descriptor (``-chardev socket,fd=N``).
+    fd: int | None = None
+    #: The ``-chardev`` id when the monitor is ``-mon chardev=ID,mode=control``.
+    chardev: str | None = None
+
+
+def chardev_endpoints(process: ProcessOptions) -> list[QmpEndpoint]:
+    """The QMP monitors of ``-mon chardev=ID,mode=control``, on their socket chardevs."""
+    out = []
+    for mon in process.mons:
+        dev = next(c for c in process.chardevs if c.id == mon.chardev)
+        if dev.fd is not None:
+            out.append(QmpEndpoint(dev.location, "unix", fd=dev.fd, wait=False, chardev=dev.id))
+        else:
+            path = dev.path or ""
+            out.append(QmpEndpoint(dev.location, "unix", path=path, wait=False, chardev=dev.id))
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -106,6 +124,19 @@ def parse_qmp_endpoint(spec: str, *, allow_remote: bool = False) -> QmpEndpoint:
     raise QemuError(
         "only unix: and tcp: QMP sockets are modeled by this emulator", location=location
     )
+
+
+def inherited_socket(endpoint: QmpEndpoint) -> socket.socket:
+    """The listening socket passed as ``fd=N`` (QemuError as QEMU's if it is none)."""
+    assert endpoint.fd is not None
+    try:
+        sock = socket.socket(fileno=endpoint.fd)
+    except OSError:
+        raise QemuError(
+            f"File descriptor '{endpoint.fd}' is not a socket", location=endpoint.spec
+        ) from None
+    sock.setblocking(False)
+    return sock
 
 
 class _QmpClient(asyncio.Protocol):
@@ -196,14 +227,14 @@ class QmpServer:
     def __init__(
         self,
         endpoint: QmpEndpoint,
-        commands: QmpCommands,
+        commands: CommandTable,
         *,
         max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         on_command: Callable[[], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.commands = commands
-        self.control: MachineControl = commands.control
+        self.control: MonitorHost = commands.host
         self.max_bytes = max_bytes
         self.on_command = on_command
         #: Where the server's own problems go (the machine's warning printer: stderr).
@@ -215,7 +246,11 @@ class QmpServer:
     async def start(self) -> None:
         """Bind and listen (a stale UNIX socket file is replaced, as QEMU does)."""
         loop = asyncio.get_running_loop()
-        if self.endpoint.kind == "unix":
+        if self.endpoint.fd is not None:
+            self._server = await loop.create_unix_server(
+                lambda: _QmpClient(self), sock=inherited_socket(self.endpoint)
+            )
+        elif self.endpoint.kind == "unix":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.endpoint.path)
             self._server = await loop.create_unix_server(
@@ -225,6 +260,17 @@ class QmpServer:
             self._server = await loop.create_server(
                 lambda: _QmpClient(self), self.endpoint.host or None, self.endpoint.port
             )
+
+    def chardev_info(self) -> dict[str, Any]:
+        """This monitor's chardev as query-chardev shows it."""
+        server = self._server
+        assert isinstance(server, asyncio.Server) and server.sockets
+        path = server.sockets[0].getsockname()
+        return {
+            "frontend-open": True,
+            "filename": f"unix:{path},server=on",
+            "label": self.endpoint.chardev,
+        }
 
     @property
     def port(self) -> int:
@@ -258,6 +304,6 @@ class QmpServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        if self.endpoint.kind == "unix":
+        if self.endpoint.kind == "unix" and self.endpoint.fd is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.endpoint.path)
