@@ -26,6 +26,21 @@ def _qmp_shell() -> str | None:
     return shutil.which("qmp-shell") or (str(beside) if beside.exists() else None)
 
 
+def _virsh() -> str | None:
+    """virsh, if libvirt's QEMU driver is installed and its default user exists."""
+    import pwd
+
+    virsh = shutil.which("virsh")
+    drivers = Path("/usr/lib").glob("*/libvirt/connection-driver/libvirt_driver_qemu.so")
+    if virsh is None or not any(drivers):
+        return None
+    try:
+        pwd.getpwnam("libvirt-qemu")
+    except KeyError:
+        return None
+    return virsh
+
+
 @attrs.frozen
 class Tool:
     """An external program or library a test needs, and how to find it."""
@@ -40,12 +55,18 @@ TOOLS: dict[str, Tool] = {
     "libfdt": Tool("the libfdt C library", lambda: ctypes.util.find_library("fdt")),
     "qmp_shell": Tool("qemu.qmp's qmp-shell", _qmp_shell),
     "chromium": Tool("Debian's chromium", lambda: shutil.which("chromium")),
+    "virsh": Tool(
+        "libvirt's virsh with the QEMU driver (libvirt-clients, libvirt-daemon-driver-qemu)"
+        " and the libvirt-qemu user it starts as",
+        _virsh,
+    ),
 }
 
 QEMU = TOOLS["qemu"].find()
 DTC = TOOLS["dtc"].find()
 LIBFDT_NAME = TOOLS["libfdt"].find()
 QMP_SHELL = TOOLS["qmp_shell"].find()
+VIRSH = TOOLS["virsh"].find()
 
 
 @functools.cache

@@ -226,7 +226,11 @@ class MachineControl:
         if event.name == "SHUTDOWN":
             self.runstate.shutdown()
             self._mirror_runstate()
-            self.quit_requested = True
+            if event.data.get("guest") and self.machine.setup.config.process.no_shutdown:
+                # -no-shutdown: a guest power-off stops the VM; the process stays
+                self.emit("STOP", None)
+            else:
+                self.quit_requested = True
         elif event.name == "DEVICE_UNPLUG_GUEST_ERROR" and "device" in event.data:
             # drc_unisolate_logical's error_report (no monitor is current: it goes to stderr)
             self.warn(

@@ -207,7 +207,10 @@ def qom_list_properties(typename: str) -> list[dict[str, Any]]:
         tables = [OBJECT_CLASS, MACHINE_CLASS]
         if "spapr-machine" in chain:
             tables.append(SPAPR_MACHINE_CLASS)
-            tables.append(tuple(MACHINE_INSTANCE_TYPES.items()))
+            # rtc-time is the RTC's, aliased onto the machine when it is built: not listed
+            tables.append(
+                tuple((k, v) for k, v in MACHINE_INSTANCE_TYPES.items() if k != "rtc-time")
+            )
         return _props(*tables)
     if "spapr-cpu-core" in chain:
         return _props(OBJECT_CLASS, DEVICE_CLASS, CPU_CORE_CLASS, SPAPR_CORE_CLASS)
@@ -226,7 +229,7 @@ def _machine_entry(m: MachineType) -> dict[str, Any]:
         "hotpluggable-cpus": m.has_hotpluggable_cpus,
         "name": m.name,
         "numa-mem-supported": m.numa_mem_supported,
-        "default-cpu-type": m.default_cpu_type,
+        "default-cpu-type": m.default_cpu_type + CPU_TYPE_SUFFIX,
     }
     if m.is_default:
         entry["is-default"] = True
