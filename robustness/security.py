@@ -67,6 +67,9 @@ SINKS: dict[str, str] = {
     "FILE; an anonymous temporary file for -trace-html",
     "machine.board.journal": "an anonymous temporary file (the journal's older entries)",
     "machine.cli.main": "command line: -M dumpdtb=FILE",
+    "machine.cli.daemon": "command line: -pidfile FILE (created, locked, removed at exit), "
+    "-daemonize (/dev/null for the standard streams)",
+    "machine.config.objects": "command line: -object secret,file=FILE (read)",
     "machine.cli.streams": "/dev/null, once a reader has gone",
     "machine.cli.signals": "/proc/PID/cmdline of a signal's sender (the kernel's number)",
     "machine.cli.trace_tools": "command line: spapr trace-draw/trace-report files, -trace-html",
