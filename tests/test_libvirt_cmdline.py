@@ -92,3 +92,36 @@ def test_memory_backend_must_exist_and_match_m() -> None:
         with pytest.raises(StartupError) as exc:
             startup(parse_argv(["-M", "pseries", "-object", backend, *extra]))
         assert exc.value.report() == f"qemu-system-ppc64: {error}"
+
+
+def test_probe_process_daemonizes_answers_and_ends_on_sigterm(tmp_path: Path) -> None:
+    """libvirt's probe line: the parent returns once the socket listens; SIGTERM ends it."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    sock_path, pid_path = tmp_path / "qmp.sock", tmp_path / "qemu.pid"
+    argv = [sys.executable, "-m", "spapr", "-S", "-no-user-config", "-nodefaults", "-nographic",
+            "-machine", "none,accel=kvm:tcg", "-qmp", f"unix:{sock_path},server=on,wait=off",
+            "-pidfile", str(pid_path), "-daemonize"]  # fmt: skip
+    assert subprocess.run(argv, timeout=60, check=False).returncode == 0
+    pid = int(pid_path.read_text())
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(sock_path))
+            reader = s.makefile("rb")
+            assert "QMP" in json.loads(reader.readline())
+            s.sendall(b'{"execute":"qmp_capabilities"}{"execute":"query-target","id":1}')
+            assert json.loads(reader.readline()) == {"return": {}}
+            assert json.loads(reader.readline()) == {"return": {"arch": "ppc64"}, "id": 1}
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(200):
+        if not pid_path.exists():
+            break
+        time.sleep(0.05)
+    assert not pid_path.exists() and not sock_path.exists()

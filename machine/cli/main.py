@@ -120,6 +120,7 @@ def _main(words: list[str], out: TextIO, err: TextIO, signals: SignalWatch) -> i
         parent_status = daemon.fork()
         if parent_status is not None:
             return parent_status
+        signals.after_fork()
     if process.pidfile is not None:
         from machine.cli.daemon import write_pidfile
 

@@ -120,6 +120,11 @@ class SignalWatch:
             if info is not None:
                 self.deliver(Termination(info.si_signo, info.si_pid))
 
+    def after_fork(self) -> None:
+        """In a forked child (``-daemonize``): the signals are still blocked but the
+        watching thread stayed in the parent, so start the child's own."""
+        threading.Thread(target=self._wait, name="signal-watch", daemon=True).start()
+
     @contextlib.contextmanager
     def installed(self) -> Iterator[SignalWatch]:
         """Watch for the signals (main thread only; elsewhere nothing changes)."""
