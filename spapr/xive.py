@@ -33,6 +33,39 @@ import attrs
 
 from rtas.hcalls import Hcall, HcallReturn
 from rtas.memory import GuestMemory
+from rtas.xive_abi import (
+    END_ALWAYS_NOTIFY,
+    END_DEBUG,
+    ESB_GET,
+    ESB_INJECT,
+    ESB_SET_PQ_00,
+    ESB_STORE,
+    ESB_STORE_EOI,
+    SRC_H_INT_ESB,
+    SRC_LSI,
+    SRC_MASK,
+    SRC_SET_EISN,
+    TM_ACK_CNT,
+    TM_AGE,
+    TM_CPPR,
+    TM_INC,
+    TM_IPB,
+    TM_LSMFB,
+    TM_NSR,
+    TM_OS_PAGE,
+    TM_PIPR,
+    TM_QW0_USER,
+    TM_QW1_NSR_EO,
+    TM_QW1_OS,
+    TM_QW2_HV_POOL,
+    TM_QW3_HV_PHYS,
+    TM_SHIFT,
+    TM_SPC_ACK_OS_REG,
+    TM_SPC_SET_OS_PENDING,
+    TM_SPECIAL_OP,
+    TM_USER_PAGE,
+    TM_WORD2,
+)
 from spapr.errors import QemuError
 from spapr.trace import TraceRecorder
 
@@ -56,24 +89,12 @@ XIVE_PRIORITY_MAX = 7
 ESB_SHIFT = 17
 #: The END ESB pages (not used by a pseries guest): one 64 KiB page pair per END.
 END_ESB_SHIFT = 16
-#: TIMA pages are 64 KiB (TM_SHIFT); four of them: HW, HV, OS, USER.
-TM_SHIFT = 16
-TM_HW_PAGE, TM_HV_PAGE, TM_OS_PAGE, TM_USER_PAGE = 0, 1, 2, 3
 #: The one event-queue size QEMU advertises (ibm,xive-eq-sizes): 64 KiB.
 EQ_SIZES = (16,)
 #: Event-queue sizes H_INT_SET_QUEUE_CONFIG takes (log2 bytes); 0 resets the queue.
 EQ_SIZES_ACCEPTED = (12, 16, 21, 24)
 
-# -- ESB offsets and PQ states (hw/ppc/xive.h) -----------------------------------
-
-ESB_LOAD_EOI = 0x000
-ESB_STORE_EOI = 0x400
-ESB_INJECT = 0x800
-ESB_GET = 0x800
-ESB_SET_PQ_00 = 0xC00
-ESB_SET_PQ_01 = 0xD00
-ESB_SET_PQ_10 = 0xE00
-ESB_SET_PQ_11 = 0xF00
+# -- PQ states (the ESB offsets are rtas.xive_abi's) --------------------------------
 
 
 class Pq(enum.IntEnum):
@@ -128,14 +149,7 @@ END_RESET_W1 = END_W1_ESE_Q | END_W1_ESN_Q
 
 # -- thread interrupt management area (hw/ppc/xive_regs.h) ------------------------
 
-TM_QW0_USER, TM_QW1_OS, TM_QW2_HV_POOL, TM_QW3_HV_PHYS = 0x00, 0x10, 0x20, 0x30
-TM_NSR, TM_CPPR, TM_IPB, TM_LSMFB, TM_ACK_CNT, TM_INC, TM_AGE, TM_PIPR = range(8)
-TM_WORD2 = 0x8
-TM_QW1_NSR_EO = 0x80
 TM_QW1W2_VO = 0x8000_0000
-TM_SPECIAL_OP = 0x800
-TM_SPC_ACK_OS_REG = 0xC10
-TM_SPC_SET_OS_PENDING = 0xC12
 RING_NAMES = {TM_QW0_USER: "USER", TM_QW1_OS: "OS", TM_QW2_HV_POOL: "POOL", TM_QW3_HV_PHYS: "PHYS"}
 #: What the OS page may read (bit 1) and write (bit 2... here 3 = both) per TIMA byte
 #: (QEMU's xive_tm_os_view): the user ring's byte 0 and CAM word, the OS ring's
@@ -146,17 +160,6 @@ _OS_VIEW = bytes(
     + [0] * 32
 )
 
-# -- hcall flags (spapr_xive.c) ---------------------------------------------------
-
-SRC_H_INT_ESB = 1 << 3  # PPC_BIT(60): manage the ESB with H_INT_ESB
-SRC_LSI = 1 << 2  # PPC_BIT(61)
-SRC_TRIGGER = 1 << 1  # PPC_BIT(62): trigger and management on one page
-SRC_STORE_EOI = 1 << 0  # PPC_BIT(63)
-SRC_SET_EISN = 1 << 1  # H_INT_SET_SOURCE_CONFIG: set the EISN
-SRC_MASK = 1 << 0  # H_INT_SET_SOURCE_CONFIG: mask in the EAS
-END_ALWAYS_NOTIFY = 1 << 0  # H_INT_SET_QUEUE_CONFIG
-END_DEBUG = 1 << 0  # H_INT_GET_QUEUE_CONFIG
-ESB_STORE = 1 << 0  # H_INT_ESB: store, else load
 
 #: The XIVE hcalls, in QEMU's registration order.
 XIVE_HCALLS = (

@@ -18,11 +18,9 @@ from hypothesis import strategies as st
 
 from rtas.hcalls import Hcall, HcallReturn
 from rtas.memory import GuestMemory
+from rtas.xive_abi import ESB_GET, ESB_SET_PQ_00, ESB_SET_PQ_01
 from spapr.trace import QEMU_TRACE_FORMATS, TraceRecorder
 from spapr.xive import (
-    ESB_GET,
-    ESB_SET_PQ_00,
-    ESB_SET_PQ_01,
     XIVE_HCALLS,
     Pq,
     SpaprXive,
