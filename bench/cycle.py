@@ -11,10 +11,12 @@ guest offlines the threads, they stop-self, it isolates and releases the
 connector); ``DEVICE_DELETED`` for ``hot`` must have come. Both checks run inside
 the timed loop (a failed cycle cannot look fast; they cost little).
 
-Configurations: POWER9 SMT1 under TCG (``-smp 1,maxcpus=8``; 46 RTAS calls a
-cycle), and SMT4 / SMT8 cores under the modeled KVM (``-cpu host``, POWER9 host,
-``maxcpus=16``). Each runs warm-up cycles, then cycles for at least ``--seconds``
-(5 by default; ``--quick``: a few cycles, for the smoke test) of wall time.
+Configurations: POWER9 SMT1 under TCG (``-smp 1,maxcpus=8``; 44 RTAS calls a
+cycle in XIVE mode, the one the guest negotiates, and a query-cpu-stopped-state
+poll answered "running" per dying thread), and SMT4 / SMT8 cores under the modeled
+KVM (``-cpu host``, POWER9 host, ``maxcpus=16``). Each runs warm-up cycles, then
+cycles for at least ``--seconds`` (5 by default; ``--quick``: a few cycles, for the
+smoke test) of wall time.
 
 Figures: cycles per wall second; ``rtas_call_us``, the wall time of one RTAS call
 inside a cycle as the machine serves it (H_RTAS: the argument buffer read from

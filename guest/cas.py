@@ -194,8 +194,10 @@ class CasRequest:
             set_feature(OV5_MMU_RADIX)
             if self.platform.radix_gtse:
                 set_feature(OV5_RADIX_GTSE)
-        # Hash (or legacy) leaves the MMU byte 0, which is OV5_MMU_HASH. The
-        # interrupt byte stays 0 too: this guest runs XICS (Linux with xive=off).
+        # Hash (or legacy) leaves the MMU byte 0, which is OV5_MMU_HASH.
+        if self.platform.xive:
+            # "Asking for XIVE": exploitation mode; else the byte stays 0 (XICS)
+            set_feature(OV5_XIVE_EXPLOIT)
         return bytes(vec)
 
     def table(self) -> bytes:

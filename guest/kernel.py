@@ -38,6 +38,7 @@ from guest.options import (
 )
 from guest.state import CpuState, DrcAction, DrcOutcome, LogicalCpu, RtasRecord
 from guest.tasks import Block, Mutex, Reschedule, Sleep, SpinLock, Task, TaskBody, WaitQueue
+from guest.xive import XiveDriver
 from rtas import GuestMemory, encode_call, read_rets
 from rtas.codes import CC_WORK_AREA_SIZE, RTAS_ERROR_LOG_MAX, CpuStoppedState
 from rtas.errlog import HotplugSection
@@ -144,6 +145,8 @@ class KernelConfig:
     register_vpa: bool
     #: Builds the init task's body (the initcalls) for a booted kernel.
     init: Callable[[Kernel], TaskBody]
+    #: The kernel command line's ``xive=off``: stay with XICS even where XIVE is offered.
+    xive_off: bool = False
 
 
 #: RTAS calls a kernel keeps in ``rtas_trace`` (about 130 hotplug cycles' worth).
@@ -208,6 +211,8 @@ class Kernel:
         self.virqs: dict[int, int] = {}
         self.xics_default_server = 0xFF
         self.xics_default_distrib_server = 0
+        #: The XIVE driver when CAS gave XIVE (Linux's xive_enabled()), else None: XICS.
+        self.xive: XiveDriver | None = None
         # Work.
         self.hp_queue: deque[HotplugSection] = deque()
         self.hp_waitq = WaitQueue("pseries hotplug workqueue")
@@ -474,6 +479,9 @@ class Kernel:
             return
         if target.state not in (CpuState.ONLINE, CpuState.DYING):
             return
+        if self.xive is not None:
+            yield from self.xive.cause_ipi(cpu, target)
+            return
         yield from self.hcall(cpu, Hcall.H_IPI, target.hwid, IPI_PRIORITY)
 
     def wake(self, cpu: LogicalCpu, waitq: WaitQueue, prefer: LogicalCpu | None = None) -> Gen:
@@ -579,8 +587,11 @@ class Kernel:
     # -------------------------------------------------------------- interrupts
 
     def handle_interrupts(self, cpu: LogicalCpu) -> Gen:
-        """Take every pending interrupt: H_XIRR, the handler, H_EOI (icp-hv)."""
+        """Take every pending interrupt: H_XIRR, the handler, H_EOI (icp-hv); or XIVE's."""
         if cpu.in_irq:
+            return
+        if self.xive is not None:
+            yield from self._handle_xive_interrupts(cpu, self.xive)
             return
         cpu.in_irq = True
         for _ in range(_IRQ_DRAIN_LIMIT):
@@ -594,6 +605,27 @@ class Kernel:
             if vec == XICS_IRQ_SPURIOUS:
                 break
             yield from self._dispatch(cpu, vec, xirr)
+        cpu.in_irq = False
+
+    def _handle_xive_interrupts(self, cpu: LogicalCpu, xive: XiveDriver) -> Gen:
+        """The external exception with XIVE: one interrupt, then each replay the EOI asks."""
+        cpu.in_irq = True
+        for _ in range(_IRQ_DRAIN_LIMIT):
+            virq = yield from xive.get_irq(cpu)
+            if not virq:
+                break
+            if virq == xive.ipi_virq:
+                # xive_muxed_ipi_action: the scheduler looks at its queues (cpu_main)
+                replay = yield from xive.ipi_eoi(cpu)
+            else:
+                xd = xive.irqs.get(virq)
+                handler = self.irq_handlers.get(xd.hw_irq) if xd is not None else None
+                if xd is not None and handler is not None:
+                    yield from self.execute(cpu, self.timing.irq_handler_ns, irqs=False)
+                    yield from handler(cpu, xd.hw_irq)
+                replay = yield from xive.irq_eoi(cpu, virq)
+            if not replay:
+                break
         cpu.in_irq = False
 
     def _dispatch(self, cpu: LogicalCpu, vec: int, xirr: int) -> Gen:
@@ -670,6 +702,13 @@ class Kernel:
         the affinity (irq_setup_affinity -> ics_rtas_set_affinity) follows whether or
         not they succeeded: four RTAS calls per source, as a real guest makes them.
         """
+        if self.xive is not None:
+            self.irq_handlers[hwirq] = handler
+            virq = yield from self.xive.request_irq(cpu, hwirq)
+            if virq and hwirq not in self.irq_order:
+                self.irq_order.append(hwirq)
+                self.virqs[hwirq] = virq
+            return
         if hwirq in (XICS_IPI, XICS_IRQ_SPURIOUS):
             return
         self.irq_handlers[hwirq] = handler
@@ -765,10 +804,19 @@ class Kernel:
         cpu.state = CpuState.ONLINE
         cpu.callin = True
         self._current = cpu
-        self.xics_update_irq_servers()
-        # xics_init -> xics_setup_cpu on the boot CPU.
-        yield from self.hcall(cpu, Hcall.H_CPPR, LOWEST_PRIORITY)
+        # init_IRQ -> pseries_init_irq: XIVE if the tree offers it (and xive=off is not
+        # given), else XICS.
+        self.xive = XiveDriver.probe(self, disabled=self.config.xive_off)
+        if self.xive is not None:
+            yield from self.xive.core_init(cpu)
+        else:
+            self.xics_update_irq_servers()
+            # xics_init -> xics_setup_cpu on the boot CPU.
+            yield from self.hcall(cpu, Hcall.H_CPPR, LOWEST_PRIORITY)
         yield from self.vpa_init(cpu)
+        if self.xive is not None:
+            # smp_prepare_cpus -> xive_smp_probe: the IPI, and the boot CPU's
+            yield from self.xive.smp_probe(cpu)
         self.spawn("init", self.config.init(self), cpu)
         yield from self.cpu_main(cpu)
 
@@ -818,7 +866,9 @@ class Kernel:
         threads = len(topology.interrupt_servers(boot_nodes[0][1])) if boot_nodes else 1
         request = CasRequest(
             hp_evt=self.mode is GuestMode.IN_KERNEL_DLPAR,
-            platform=PlatformSupport.from_chosen(self.tree.find("/chosen")),
+            platform=PlatformSupport.from_chosen(
+                self.tree.find("/chosen"), xive_disabled=self.config.xive_off
+            ),
             threads_per_core=threads,
             nr_cpus=self.nr_cpu_ids,
         )
@@ -947,8 +997,11 @@ class Kernel:
         self._current = cpu
         yield from self.execute(cpu, self.timing.secondary_start_ns, irqs=False)
         cpu.callin = True
-        # smp_setup_cpu -> xics_setup_cpu (not on the boot CPU), vpa_init.
-        if cpu.logical != self.boot_cpuid:
+        # smp_setup_cpu -> xive_smp_setup_cpu, or xics_setup_cpu (not on the boot CPU),
+        # then vpa_init.
+        if self.xive is not None:
+            yield from self.xive.smp_setup_cpu(cpu)
+        elif cpu.logical != self.boot_cpuid:
             yield from self.hcall(cpu, Hcall.H_CPPR, LOWEST_PRIORITY)
         yield from self.vpa_init(cpu)
         cpu.online = True
@@ -993,6 +1046,14 @@ class Kernel:
         target.cpu_start = True
         target.state = CpuState.STARTING
         cpu = self.current
+        if self.xive is not None:
+            # smp_ops->prepare_cpu (pseries_smp_prepare_cpu): the new CPU's queue and IPI
+            rc = yield from self.xive.smp_prepare_cpu(cpu, target.logical)
+            cpu = self.current
+            if rc:
+                target.cpu_start = False
+                target.state = CpuState.OFFLINE
+                return int(rc)
         started = yield from self._startup_cpu(cpu, target)
         cpu = self.current
         if not started:
@@ -1083,7 +1144,10 @@ class Kernel:
             first = self.first_online()
             if first is not None:
                 self.boot_cpuid = first.logical
-        yield from self.xics_migrate_irqs_away(cpu)
+        if self.xive is not None:
+            yield from self.xive.smp_disable_cpu(cpu)
+        else:
+            yield from self.xics_migrate_irqs_away(cpu)
         # sched: migrate this CPU's tasks and timers.
         first = self.first_online()
         if first is not None:
@@ -1102,9 +1166,12 @@ class Kernel:
         # cpuhp_report_idle_dead: the controlling task may now look for the corpse.
         cpu.reported_dead = True
         yield from self.wake(cpu, cpu.dead_wq)
-        # pseries_cpu_offline_self
-        yield from self.hcall(cpu, Hcall.H_CPPR, 0)
-        yield from self.hcall(cpu, Hcall.H_IPI, cpu.hwid if cpu.hwid is not None else 0, 0xFF)
+        # pseries_cpu_offline_self: xive_teardown_cpu, or xics_teardown_cpu
+        if self.xive is not None:
+            yield from self.xive.teardown_cpu(cpu)
+        else:
+            yield from self.hcall(cpu, Hcall.H_CPPR, 0)
+            yield from self.hcall(cpu, Hcall.H_IPI, cpu.hwid if cpu.hwid is not None else 0, 0xFF)
         if cpu.slb_shadow_registered:
             yield from self.hcall(
                 cpu, Hcall.H_REGISTER_VPA, H_VPA_DEREG_SLB << H_VPA_FUNC_SHIFT, cpu.hwid or 0, 0

@@ -50,6 +50,10 @@ class LinuxGuest:
     nr_cpus: int = NR_CPUS_DEFAULT
     #: Register VPAs (and SLB shadows) with H_REGISTER_VPA as Linux does.
     register_vpa: bool = False
+    #: The kernel command line has ``xive=off``: XICS even where the platform offers
+    #: XIVE. The rtas_errd + drmgr guest's kernel is of the seed's era (2016), older
+    #: than Linux's XIVE driver (4.12), so it runs XICS whatever this says.
+    xive_off: bool = False
     log: GuestLog = attrs.field(factory=GuestLog, init=False)
     _kernel: Kernel | None = attrs.field(default=None, init=False)
 
@@ -87,6 +91,7 @@ class LinuxGuest:
                     self.nr_cpus,
                     self.register_vpa,
                     ras.init_task,
+                    xive_off=self.xive_off or self.mode is not GuestMode.IN_KERNEL_DLPAR,
                 ),
                 self.log,
             )

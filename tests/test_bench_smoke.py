@@ -50,9 +50,15 @@ def test_benchmark_runs_quick(name: str, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_cycle_counts_the_protocols_calls(capsys: pytest.CaptureFixture[str]) -> None:
-    # the SMT1 cycle is the issue's: 46 RTAS calls (32 of them the configure-connector walk)
+    # The SMT1 cycle is the 46 RTAS calls (32 of them the configure-connector
+    # walk) less the dying thread's two ibm,get-xive: POWER9 negotiates XIVE, and a
+    # CPU going offline moves its interrupts with hcalls (the real POWER9 guest makes
+    # no XICS call at all). SMT4 and SMT8: 64 and 88 less two per thread. On top come
+    # the query-cpu-stopped-state polls answered "running" while a thread dies, which
+    # depend on timing: at most one per thread here.
     figures = bench.run_one("cycle", ["--quick"])
     capsys.readouterr()
-    assert figures["rtas_calls_per_cycle"] == 46
-    assert figures["per_config"]["smt4"]["rtas_calls_per_cycle"] == 64
-    assert figures["per_config"]["smt8"]["rtas_calls_per_cycle"] == 88
+    for config, protocol, threads in (("smt1", 44, 1), ("smt4", 56, 4), ("smt8", 72, 8)):
+        calls = figures["per_config"][config]["rtas_calls_per_cycle"]
+        assert protocol <= calls <= protocol + threads, config
+    assert figures["rtas_calls_per_cycle"] == figures["per_config"]["smt1"]["rtas_calls_per_cycle"]

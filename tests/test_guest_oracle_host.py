@@ -47,14 +47,6 @@ DEFAULT_PCI_DEVICE_DRCS = {0x40000000: "VGA, slot 0", 0x40000008: "nec-usb-xhci,
 CAS_TREE_SIZE_LINE = "spapr_cas_continue Copy changes to the guest: "
 #: Interrupt-controller trace points (compared separately: POWER9 negotiated XIVE).
 INTERRUPT_LINE = re.compile(r"^(xics_ics_set_irq|spapr_xive_set_irq)")
-#: POWER9: the real guest negotiated XIVE at CAS (QEMU's default ic-mode=dual), so QEMU
-#: raised the hotplug interrupt through the XIVE source (spapr_xive_set_irq). This
-#: emulator does not model XIVE yet (a separate issue adds it): its POWER9 guest runs
-#: XICS and the same pulses are xics_ics_set_irq_msi lines.
-XIVE_NOT_MODELLED = (
-    "POWER9 negotiated XIVE; the emulator does not model XIVE yet, so its interrupt "
-    "lines are XICS's (a separate issue adds XIVE)"
-)
 #: Host thread ids (query-cpus-fast, HMP "info cpus") are the host's, not the machine's.
 HMP_THREAD_ID = re.compile(r"thread_id=\d+")
 
@@ -167,15 +159,7 @@ def test_hotplug_trace_matches_apart_from_interrupt_lines(run: str) -> None:
     assert without(replay(run).trace, interrupts=True) == expected
 
 
-@pytest.mark.parametrize(
-    "run",
-    [
-        pytest.param(r, marks=pytest.mark.xfail(strict=True, reason=XIVE_NOT_MODELLED))
-        if r in POWER9_RUNS
-        else r
-        for r in RUNS
-    ],
-)
+@pytest.mark.parametrize("run", RUNS)
 def test_hotplug_trace_matches_with_interrupt_lines(run: str) -> None:
     """Each event's interrupt pulses too, and the re-pulse when events are still queued."""
     expected = without(recording(run).trace, interrupts=False)
@@ -183,25 +167,9 @@ def test_hotplug_trace_matches_with_interrupt_lines(run: str) -> None:
 
 
 @pytest.mark.parametrize("run", POWER9_RUNS)
-def test_power9_interrupt_lines_differ_only_by_xive(run: str) -> None:
-    """The expected difference, exactly: QEMU's XIVE pulse where the emulator has XICS's.
-
-    QEMU pulses a XIVE source as set_irq(1) then set_irq(0); XICS logs its message
-    source's two calls the same way. With XIVE modelled, the strict xfail above
-    starts passing and this translation can go.
-    """
-    recorded = without(recording(run).trace, interrupts=False)
-    assert any(ln.startswith("spapr_xive_set_irq") for ln in recorded)
-    assert not any(ln.startswith("xics_") for ln in recorded)
-    got = without(replay(run).trace, interrupts=False)
-    translated = []
-    pulse = re.compile(r"^xics_ics_set_irq_msi set_irq_msi: srcno \d+ \[irq (0x[0-9a-f]+)\]$")
-    level = 1
-    for line in got:
-        match = pulse.match(line)
-        if match is None:
-            translated.append(line)
-            continue
-        translated.append(f"spapr_xive_set_irq lisn={match.group(1)} val={level}")
-        level ^= 1
-    assert translated == recorded
+def test_power9_interrupt_lines_are_xives(run: str) -> None:
+    """POWER9 negotiated XIVE: QEMU and the emulator both pulse the XIVE source, never XICS."""
+    for lines in (recording(run).trace, replay(run).trace):
+        kept = without(lines, interrupts=False)
+        assert any(ln.startswith("spapr_xive_set_irq") for ln in kept)
+        assert not any(ln.startswith("xics_") for ln in kept)

@@ -14,7 +14,8 @@ reference guest from ``guest/`` in its place. ``-guest`` chooses the guest:
 ``wrong-indices``    Linux that calls DR services with wrong DRC indexes and ids
 
 Options combine with ``+`` (``drmgr+ignore-unplug``) and accept ``event-scan=off``
-to silence rtasd's periodic event-scan.
+to silence rtasd's periodic event-scan and ``xive=off`` (the kernel option: XICS even
+on a POWER9 or POWER10 machine that offers XIVE at CAS).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class GuestChoice:
     timing: GuestTiming = attrs.field(factory=GuestTiming)
     #: ``-guest manual``: the prompt plays the guest (``mode`` is then None).
     manual: bool = False
+    #: ``xive=off`` on the guest kernel's command line.
+    xive_off: bool = False
 
     def create(self) -> LinuxGuest | ManualGuest | None:
         """A fresh guest object, or None for ``-guest none``."""
@@ -51,7 +54,12 @@ class GuestChoice:
             return ManualGuest()
         if self.mode is None:
             return None
-        return LinuxGuest(mode=self.mode, misbehavior=self.misbehavior, timing=self.timing)
+        return LinuxGuest(
+            mode=self.mode,
+            misbehavior=self.misbehavior,
+            timing=self.timing,
+            xive_off=self.xive_off,
+        )
 
 
 def parse_guest_option(text: str | None) -> GuestChoice:
@@ -65,6 +73,7 @@ def parse_guest_option(text: str | None) -> GuestChoice:
     abandon: int | None = None
     wrong: WrongIndices | None = None
     timing = GuestTiming()
+    xive_off = False
     for part in text.split("+"):
         key, _, value = part.partition("=")
         if key == "linux" and not value:
@@ -87,13 +96,16 @@ def parse_guest_option(text: str | None) -> GuestChoice:
             wrong = WrongIndices()
         elif key == "event-scan" and value in ("on", "off"):
             timing = attrs.evolve(timing, event_scan=value == "on")
+        elif key == "xive" and value in ("on", "off"):
+            xive_off = value == "off"
         else:
             raise QemuError(
                 f"invalid -guest value '{part}' (use linux, drmgr, none, manual, ignore-unplug, "
-                "abandon-configure=K, wrong-indices, event-scan=on|off; combine with '+')",
+                "abandon-configure=K, wrong-indices, event-scan=on|off, xive=on|off; "
+                "combine with '+')",
                 location=f"-guest {text}",
             )
     misbehavior = Misbehavior(
         ignore_unplug=ignore_unplug, abandon_configure_after=abandon, wrong_indices=wrong
     )
-    return GuestChoice(mode, misbehavior, timing)
+    return GuestChoice(mode, misbehavior, timing, xive_off=xive_off)
