@@ -2,7 +2,7 @@
 
 It sees the machine only through the flattened device tree it is booted with,
 RTAS calls written into its own memory (H_RTAS), other hypercalls (CAS, H_CEDE,
-XICS) and interrupts. The default is Linux 6.1 with in-kernel DLPAR; the older
+XICS or XIVE) and interrupts. The default is Linux 6.1 with in-kernel DLPAR; the older
 rtas_errd + drmgr stack and deliberately misbehaving guests are options. It
 imports only ``fdt`` and ``rtas``.
 """
