@@ -19,6 +19,8 @@ import pytest
 from guest import LinuxGuest
 from guest.cas import OV5_XIVE_EXPLOIT, ov5_byte, ov5_mask
 from machine.board import build as cli
+from machine.migration import replay as mig
+from machine.migration import vmstate
 from rtas.hcalls import MMIO_LOAD, MMIO_STORE, Hcall
 from rtas.tokens import service_name
 from rtas.xive_abi import ESB_SET_PQ_00, ESB_SET_PQ_01, TM_SPC_ACK_OS_REG
@@ -275,3 +277,26 @@ def test_event_source_on_a_dying_cpu_moves() -> None:
     machine.device_add({"driver": "power9_v2.0-spapr-cpu-core", "id": "core2", "core-id": 2})
     machine.sched.run_for(S)
     assert 2 in guest.online_cpus()
+
+
+@pytest.mark.parametrize("after_ns", [5_000, 30_000, 70_000])
+def test_migration_mid_handshake_in_xive_mode_continues(after_ns: int) -> None:
+    """Migrated part-way through an add (XIVE state in the stream), the target finishes it."""
+    argv = ["-M", "pseries", "-cpu", "POWER9", *ONE_OF_FOUR, "-m", "1G", "-nodefaults"]
+    argv += ["-seed", "1", "-guest", "linux+event-scan=off"]
+    source = cli.build_machine(argv, io.StringIO())
+    source.reset()
+    source.sched.run_for(3 * S)
+    source.device_add({"driver": "power9_v2.0-spapr-cpu-core", "id": "core1", "core-id": 1})
+    source.sched.run_for(after_ns)
+    assert source.guest.online_cpus() == [0], "still mid-handshake"
+    stream = mig.capture(source)
+    assert "spapr-xive" in vmstate.state_sections(source)
+    target = mig.replay(stream, stream.argv)
+    vmstate.verify(stream, target)
+    assert target.xive_active
+    target.sched.run_for(S)
+    source.sched.run_for(S)
+    assert target.guest.online_cpus() == source.guest.online_cpus() == [0, 1]
+    assert vmstate.state_sections(target) == vmstate.state_sections(source)
+    assert eas(target, 1)[:3] == (True, False, 1 * 8 + PRIORITY)
