@@ -89,6 +89,8 @@ XIVE_PRIORITY_MAX = 7
 ESB_SHIFT = 17
 #: The END ESB pages (not used by a pseries guest): one 64 KiB page pair per END.
 END_ESB_SHIFT = 16
+#: The source's ESB flags (the xive-source's ``flags``): no Store EOI offered.
+SOURCE_ESB_FLAGS = 0
 #: The one event-queue size QEMU advertises (ibm,xive-eq-sizes): 64 KiB.
 EQ_SIZES = (16,)
 #: Event-queue sizes H_INT_SET_QUEUE_CONFIG takes (log2 bytes); 0 resets the queue.
@@ -369,7 +371,7 @@ class SpaprXive:
         self.vc_base = vc_base
         self.tm_base = tm_base
         self.hv_prio = hv_prio
-        self.end_base = vc_base + (nr_irqs << ESB_SHIFT)
+        self.end_base = vc_base + self.esb_length
         self.source = XiveSource(nr_irqs)
         #: The EAS table: one 64-bit word per LISN.
         self.eat: list[int] = [0] * nr_irqs
@@ -394,6 +396,18 @@ class SpaprXive:
     @property
     def esb_length(self) -> int:
         return self.nr_irqs << ESB_SHIFT
+
+    @property
+    def end_esb_count(self) -> int:
+        """END ESB page pairs mapped at :attr:`end_base` (the END source's ``nr-ends``).
+
+        QEMU sizes that region by the source count, not by :attr:`nr_ends`.
+        """
+        return self.nr_irqs
+
+    @property
+    def end_esb_length(self) -> int:
+        return self.end_esb_count << (END_ESB_SHIFT + 1)
 
     @property
     def tima_length(self) -> int:
@@ -745,7 +759,7 @@ class SpaprXive:
             return _H_PARAMETER, ()
         if (bad := self._lisn_ok(lisn)) is not None:
             return bad, ()
-        out_flags = 0  # two ESB pages, no Store EOI
+        out_flags = 0  # two ESB pages, no Store EOI (SOURCE_ESB_FLAGS)
         if self.source.is_lsi(lisn):
             out_flags |= SRC_H_INT_ESB | SRC_LSI
         if out_flags & SRC_H_INT_ESB:

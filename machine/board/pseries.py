@@ -398,7 +398,9 @@ class PseriesMachine:
 
     def _create_unattached_placeholders_before_cpus(self) -> None:
         if self._xive_enabled():
-            self.qom.add_child(self.qom.unattached, "device[*]", QomObject("spapr-xive"))
+            self.qom.add_child(
+                self.qom.unattached, "device[*]", QomObject("spapr-xive", payload=self.xive)
+            )
 
     # ------------------------------------------------------------ cores
 

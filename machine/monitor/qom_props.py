@@ -2,10 +2,12 @@
 
 The machine models the objects the hotplug protocol touches (the machine, its
 containers, cores, threads, their presenters, DR connectors). QEMU's tree also
-holds board parts this emulator does not model (the ICS, the RTC, the watchdogs,
-memory regions, the PCI host bridge's insides, the XIVE controller's sources);
-:class:`QomView` adds those as fixed, property-less nodes so ``info qom-tree`` and
-``qom-list`` list what QEMU lists.
+holds board parts this emulator does not model (the RTC, the watchdogs, memory
+regions, the PCI host bridge's insides); :class:`QomView` adds those as fixed,
+property-less nodes so ``info qom-tree`` and ``qom-list`` list what QEMU lists. The
+interrupt controllers' parts (the ics, the XIVE controller's sources and memory
+regions, each thread's icp and xive-tctx) list QEMU's properties too, their values
+read from the machine's XICS and XIVE (tests/test_monitor_qom_xive.py).
 
 ``qom-list`` order is QEMU's: an object's instance properties live in a GLib hash
 table filled in the order the source adds them (``machine_initfn``,
@@ -34,6 +36,7 @@ from spapr.cpu_core import SpaprCpuCore, VcpuThread
 from spapr.cpu_models import IsaLevel
 from spapr.drc import DRC, DrcType
 from spapr.errors import QemuError
+from spapr.xive import END_ESB_SHIFT, ESB_SHIFT, SOURCE_ESB_FLAGS
 
 if TYPE_CHECKING:
     from machine.board.pseries import PseriesMachine
@@ -128,6 +131,68 @@ DRC_INSTANCE: tuple[tuple[str, str], ...] = (
     ("fdt", "struct"),
 )
 
+#: The interrupt controllers' qdev properties, by class (device_class_set_props adds a
+#: link's ``legacy-`` name first, a read-only string nobody can read).
+SPAPR_XIVE_CLASS: tuple[tuple[str, str], ...] = (
+    ("nr-irqs", "uint32"),
+    ("nr-ends", "uint32"),
+    ("vc-base", "uint64"),
+    ("tm-base", "uint64"),
+    ("hv-prio", "uint8"),
+)
+XIVE_ROUTER_CLASS: tuple[tuple[str, str], ...] = (
+    ("legacy-xive-fabric", "str"),
+    ("xive-fabric", "link<xive-fabric>"),
+)
+XIVE_SOURCE_CLASS: tuple[tuple[str, str], ...] = (
+    ("flags", "uint64"),
+    ("nr-irqs", "uint32"),
+    ("shift", "uint32"),
+    ("legacy-xive", "str"),
+    ("xive", "link<xive-notifier>"),
+)
+XIVE_END_SOURCE_CLASS: tuple[tuple[str, str], ...] = (
+    ("nr-ends", "uint32"),
+    ("shift", "uint32"),
+    ("legacy-xive", "str"),
+    ("xive", "link<xive-router>"),
+)
+XIVE_TCTX_CLASS: tuple[tuple[str, str], ...] = (
+    ("legacy-cpu", "str"),
+    ("cpu", "link<cpu>"),
+    ("legacy-presenter", "str"),
+    ("presenter", "link<xive-presenter>"),
+)
+ICP_CLASS: tuple[tuple[str, str], ...] = (
+    ("legacy-xics", "str"),
+    ("xics", "link<xics-fabric>"),
+    ("legacy-cpu", "str"),
+    ("cpu", "link<cpu>"),
+)
+ICS_CLASS: tuple[tuple[str, str], ...] = (
+    ("nr-irqs", "uint32"),
+    ("legacy-xics", "str"),
+    ("xics", "link<xics-fabric>"),
+)
+#: memory_region_initfn: a region's instance properties, in the order it adds them.
+MEMORY_REGION_INSTANCE: tuple[tuple[str, str], ...] = (
+    ("container", "link<memory-region>"),
+    ("addr", "uint64"),
+    ("priority", "uint32"),
+    ("size", "uint64"),
+)
+#: Class chains (most derived first) of the devices known by type alone.
+_DEVICE_CHAINS: dict[str, list[tuple[tuple[str, str], ...]]] = {
+    "spapr-xive": [SPAPR_XIVE_CLASS, XIVE_ROUTER_CLASS, (), DEVICE_CLASS, OBJECT_CLASS],
+    "xive-source": [XIVE_SOURCE_CLASS, DEVICE_CLASS, OBJECT_CLASS],
+    "xive-end-source": [XIVE_END_SOURCE_CLASS, DEVICE_CLASS, OBJECT_CLASS],
+    "xive-tctx": [XIVE_TCTX_CLASS, DEVICE_CLASS, OBJECT_CLASS],
+    "icp": [ICP_CLASS, DEVICE_CLASS, OBJECT_CLASS],
+    "ics-spapr": [(), ICS_CLASS, DEVICE_CLASS, OBJECT_CLASS],
+}
+SYSTEM_MEMORY = "/machine/unattached/system[0]"
+SYSBUS = "/machine/unattached/sysbus"
+
 #: Board parts QEMU creates and this emulator does not model: (name, type, children).
 FixedTree = tuple[tuple[str, str, "FixedTree"], ...]
 _NONE: FixedTree = ()
@@ -141,8 +206,8 @@ _XIVE_PARTS: FixedTree = (
     ("xive.tima[0]", "memory-region", _NONE),
 )
 _VIO_BRIDGE_PARTS: FixedTree = (("spapr-vio", "spapr-vio-bus", _NONE),)
+_ICS_PARTS: FixedTree = (("ics", "ics-spapr", _NONE),)
 _MACHINE_PARTS: FixedTree = (
-    ("ics", "ics-spapr", _NONE),
     ("rtc", "spapr-rtc", _NONE),
     ("wdt1", "spapr-wdt", _NONE),
     ("wdt2", "spapr-wdt", _NONE),
@@ -281,7 +346,8 @@ class QomView:
         if obj is qom.root:
             return self.root
         if obj is qom.machine:
-            fixed = _MACHINE_PARTS + (_NUMA_RAM_PARTS if self._numa_ram_container() else ())
+            fixed = (_ICS_PARTS if self.machine.has_xics else ()) + _MACHINE_PARTS
+            fixed += _NUMA_RAM_PARTS if self._numa_ram_container() else ()
             return QomNode(obj.path, obj.type_name, Kind.MACHINE, obj=obj, fixed=fixed)
         if obj is qom.unattached:
             return QomNode(
@@ -307,7 +373,9 @@ class QomView:
                 fixed=_phb_parts(mmio64=self._mmio64, ddw=self._ddw),
             )
         if obj.type_name == "spapr-xive":
-            return QomNode(obj.path, obj.type_name, Kind.XIVE, obj=obj, fixed=_XIVE_PARTS)
+            return QomNode(
+                obj.path, obj.type_name, Kind.XIVE, obj=obj, payload=obj.payload, fixed=_XIVE_PARTS
+            )
         if obj.type_name == "spapr-vio-bridge":
             return QomNode(
                 obj.path, obj.type_name, Kind.VIO_BRIDGE, obj=obj, fixed=_VIO_BRIDGE_PARTS
@@ -367,7 +435,45 @@ class QomView:
                     return self.child(phb, drc.qom_child_name)
         if node.kind is Kind.DRC and name == "device":
             return self._drc_device_node(node.payload)
+        path = self._intc_link(node, name)
+        return None if path is None else self.resolve(path)
+
+    def _intc_link(self, node: QomNode, name: str) -> str | None:
+        """Where an interrupt controller's link points: the fabric (the machine), the
+        XIVE router, the presenter's vCPU thread, a region's container; None if not one.
+        """
+        links = {n: t for klass in _DEVICE_CHAINS.get(node.type_name, []) for n, t in klass}
+        if node.type_name == "memory-region":
+            region = self._xive_regions().get(node.path)
+            return None if region is None or name != "container" else region[0]
+        if not links.get(name, "").startswith("link<"):
+            return None
+        if name in ("xive-fabric", "xics"):
+            return "/machine"
+        if name == "cpu":
+            return node.path.rsplit("/", 1)[0]
+        xive = self._xive_path()
+        return xive if name in ("xive", "presenter") else None
+
+    def _xive_path(self) -> str | None:
+        """The spapr-xive device's path, if the machine has one."""
+        for obj in self.machine.qom.unattached.children.values():
+            if obj.type_name == "spapr-xive":
+                return obj.path
         return None
+
+    def _xive_regions(self) -> dict[str, tuple[str, int, int]]:
+        """The XIVE controller's memory regions by path: (container, address, size)."""
+        xive, path = self.machine.xive, self._xive_path()
+        if xive is None or path is None:
+            return {}
+        esb = f"{path}/source/xive.esb[0]"
+        return {
+            f"{path}/xive.tima[0]": (SYSTEM_MEMORY, xive.tm_base, xive.tima_length),
+            esb: (SYSTEM_MEMORY, xive.vc_base, xive.esb_length),
+            f"{path}/source/xive.esb-emulated[0]": (esb, 0, xive.esb_length),
+            f"{path}/end_source/xive.end[0]": (SYSTEM_MEMORY, xive.end_base, xive.end_esb_length),
+        }
 
     def _drc_device_node(self, drc: DRC) -> QomNode | None:
         device = drc.device
@@ -438,6 +544,8 @@ class QomView:
         if kind is Kind.DRC_LINKS:
             assert node.obj is not None
             return list(node.obj.links) + [d.container_link_name for d in self._pci_drcs()]
+        if node.type_name == "memory-region":
+            return [name for name, _ in MEMORY_REGION_INSTANCE]
         return [n.name for n in self.children(node)]
 
     def _gpio_names(self) -> list[str]:
@@ -459,7 +567,8 @@ class QomView:
         seq += ["host-serial", "unattached"]
         if self._numa_ram_container():
             seq += [_NUMA_RAM_PARTS[0][0]]  # board init: numa_complete_configuration
-        seq += ["ics"]
+        if self.machine.has_xics:
+            seq += ["ics"]
         drcs = [
             obj
             for obj in self.machine.qom.machine.children.values()
@@ -479,6 +588,8 @@ class QomView:
             return [(), SPAPR_CORE_CLASS, CPU_CORE_CLASS, DEVICE_CLASS, OBJECT_CLASS]
         if kind is Kind.THREAD:
             return [(), (), PPC64_CPU_CLASS, CPU_CLASS, DEVICE_CLASS, OBJECT_CLASS]
+        if node.type_name in _DEVICE_CHAINS:
+            return _DEVICE_CHAINS[node.type_name]
         if kind in (Kind.DRC, Kind.PRESENTER, Kind.PHB, Kind.XIVE, Kind.VIO_BRIDGE):
             return [(), DEVICE_CLASS, OBJECT_CLASS]
         return [(), OBJECT_CLASS]
@@ -487,6 +598,8 @@ class QomView:
         types = {c.name: f"child<{c.type_name}>" for c in self.children(node)}
         if node.kind is Kind.MACHINE:
             types.update(MACHINE_INSTANCE_TYPES)
+        elif node.type_name == "memory-region":
+            types.update(dict(MEMORY_REGION_INSTANCE))
         elif node.kind is Kind.DRC:
             types.update(dict(DRC_INSTANCE))
             target = self._drc_device_node(node.payload)
@@ -606,6 +719,8 @@ class QomView:
         types = self._instance_types(node)
         if types.get(prop, "").startswith(("child<", "link<")):
             return "" if child is None else child.path
+        if child is not None:  # a class link whose target is modelled
+            return child.path
         value = self._value(node, prop)
         if value is _UNMODELLED:
             raise QemuError(f"Property '{node.type_name}.{prop}' is not modelled by this emulator")
@@ -614,7 +729,9 @@ class QomView:
     def _value(self, node: QomNode, prop: str) -> Any:
         kind = node.kind
         if prop == "parent_bus":
-            return ""
+            return SYSBUS if kind is Kind.XIVE else ""
+        if prop.startswith("legacy-"):
+            raise QemuError(f"Property '{node.type_name}.{prop}' is not readable")
         if prop == "realized":
             return True
         if prop == "hotpluggable":
@@ -641,27 +758,57 @@ class QomView:
             if prop in values:
                 return values[prop]
         if kind is Kind.THREAD:
-            parent = self.resolve(node.path.rsplit("/", 1)[0])
-            hotplugged = (
-                parent is not None
-                and isinstance(parent.payload, SpaprCpuCore)
-                and (parent.payload.hotplugged)
-            )
             if prop == "hotplugged":
-                return hotplugged
+                return self._thread_hotplugged(node.path)
             if prop == "memory":
                 return "/machine/unattached/system[0]"
             if prop == "start-powered-off":
                 return True
-            if prop == "legacy-memory":
-                raise QemuError(f"Property '{node.type_name}.legacy-memory' is not readable")
             if prop.startswith("pre-"):
                 return False
-        if kind in (Kind.PRESENTER, Kind.PHB, Kind.XIVE, Kind.VIO_BRIDGE) and prop == "hotplugged":
+        if kind is Kind.PRESENTER and prop == "hotplugged":
+            return self._thread_hotplugged(node.path.rsplit("/", 1)[0])
+        if kind in (Kind.PHB, Kind.XIVE, Kind.VIO_BRIDGE) and prop == "hotplugged":
             return False
         if kind is Kind.MACHINE:
             return self._machine_value(prop)
-        return _UNMODELLED
+        return self._intc_value(node, prop)
+
+    def _thread_hotplugged(self, thread_path: str) -> bool:
+        """Whether the thread at ``thread_path`` (and so its presenters) was hot-plugged."""
+        core = self.resolve(thread_path.rsplit("/", 1)[0])
+        payload = None if core is None else core.payload
+        return isinstance(payload, SpaprCpuCore) and payload.hotplugged
+
+    def _intc_value(self, node: QomNode, prop: str) -> Any:
+        """The interrupt controllers' numbers, read from the machine's own controllers."""
+        xive, kind = self.machine.xive, node.type_name
+        if kind in ("xive-source", "xive-end-source", "ics-spapr") and prop == "hotplugged":
+            return False
+        if kind == "memory-region":
+            region = self._xive_regions().get(node.path)
+            if region is not None and prop in ("addr", "size", "priority"):
+                return {"addr": region[1], "size": region[2], "priority": 0}[prop]
+        if kind == "ics-spapr" and prop == "nr-irqs":
+            return self.machine.xics.ics.nr_irqs
+        if xive is None:
+            return _UNMODELLED
+        values: dict[str, dict[str, Any]] = {
+            "spapr-xive": {
+                "nr-irqs": xive.nr_irqs,
+                "nr-ends": xive.nr_ends,
+                "vc-base": xive.vc_base,
+                "tm-base": xive.tm_base,
+                "hv-prio": xive.hv_prio,
+            },
+            "xive-source": {
+                "nr-irqs": xive.source.nr_irqs,
+                "shift": ESB_SHIFT,
+                "flags": SOURCE_ESB_FLAGS,
+            },
+            "xive-end-source": {"nr-ends": xive.end_esb_count, "shift": END_ESB_SHIFT},
+        }
+        return values.get(kind, {}).get(prop, _UNMODELLED)
 
     def _machine_value(self, prop: str) -> Any:
         setup = self.machine.setup
