@@ -11,8 +11,9 @@ kept when someone asks for it.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -132,6 +133,42 @@ DEFAULT_KEEP = 20_000
 MAX_SINK_ERRORS = 16
 
 
+@functools.lru_cache(maxsize=256)
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join({"*": ".*", "?": "."}.get(c, re.escape(c)) for c in pattern))
+
+
+def event_pattern_matches(pattern: str, name: str) -> bool:
+    """Whether an event name matches a pattern as QEMU's ``-trace`` reads it.
+
+    QEMU matches event names with GLib's simple patterns: ``*`` stands for any run of
+    characters, ``?`` for one, and nothing else is special (``[c]`` or ``a|b`` are
+    literal text, which no event name contains).
+    """
+    return _pattern_regex(pattern).fullmatch(name) is not None
+
+
+def is_event_pattern(text: str) -> bool:
+    """Whether ``-trace`` text is a pattern rather than one event's name."""
+    return "*" in text or "?" in text
+
+
+def selects(patterns: Iterable[str], name: str) -> bool:
+    """Whether ``-trace`` options (in order) leave event ``name`` enabled.
+
+    Each option enables the events it matches; one that starts with ``-`` disables
+    the events the rest of it matches; later options override earlier ones.
+    """
+    enabled = False
+    for pattern in patterns:
+        if pattern.startswith("-"):
+            if event_pattern_matches(pattern[1:], name):
+                enabled = False
+        elif event_pattern_matches(pattern, name):
+            enabled = True
+    return enabled
+
+
 @attrs.define
 class _Subscription:
     sink: TraceSink
@@ -141,7 +178,7 @@ class _Subscription:
     def wants(self, name: str) -> bool:
         hit = self.cache.get(name)
         if hit is None:
-            hit = any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+            hit = selects(self.patterns, name)
             self.cache[name] = hit
         return hit
 
@@ -178,7 +215,7 @@ class TraceRecorder:
         return self._clock()
 
     def subscribe(self, sink: TraceSink, patterns: Iterable[str] = ("*",)) -> None:
-        """Send every later event whose name matches one of ``patterns`` to ``sink``."""
+        """Send every later event that ``patterns`` select (:func:`selects`) to ``sink``."""
         self._subs.append(_Subscription(sink, tuple(patterns)))
 
     def active(self) -> bool:
@@ -214,18 +251,27 @@ class TraceRecorder:
         if len(self.sink_errors) < MAX_SINK_ERRORS:
             self.sink_errors.append(f"{getattr(sub.sink, '__name__', 'sink')}: {exc}")
 
-    def select(self, pattern: str = "*") -> list[TraceEvent]:
-        """Recorded events whose name matches ``pattern``."""
-        return [e for e in self.events if fnmatch.fnmatchcase(e.name, pattern)]
+    def select(self, *patterns: str) -> list[TraceEvent]:
+        """Recorded events the patterns select as ``-trace`` options would (all: ``*``)."""
+        chosen = patterns or ("*",)
+        wanted: dict[str, bool] = {}
+        out = []
+        for e in self.events:
+            hit = wanted.get(e.name)
+            if hit is None:
+                hit = wanted[e.name] = selects(chosen, e.name)
+            if hit:
+                out.append(e)
+        return out
 
-    def qemu_lines(self, pattern: str = "*") -> list[str]:
+    def qemu_lines(self, *patterns: str) -> list[str]:
         """Recorded events as QEMU log lines."""
-        return [e.qemu_line() for e in self.select(pattern)]
+        return [e.qemu_line() for e in self.select(*patterns)]
 
-    def to_jsonl(self, pattern: str = "*") -> str:
+    def to_jsonl(self, *patterns: str) -> str:
         """Recorded events as JSON lines (compact, keys in emission order)."""
         return "".join(
-            json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in self.select(pattern)
+            json.dumps(e.to_json(), separators=(",", ":")) + "\n" for e in self.select(*patterns)
         )
 
     def clear(self) -> None:

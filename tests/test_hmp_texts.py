@@ -128,7 +128,7 @@ def test_trace_show_prints_recorded_events() -> None:
     assert text.splitlines() and all(x.startswith("spapr_drc_attach") for x in text.splitlines())
     assert "0x10000002" in text
     assert hmp.execute("trace") == (
-        "trace: usage: trace show [pattern] | trace diagram [since-ms] | trace draw FILE\n"
+        "trace: usage: trace show [pattern...] | trace diagram [since-ms] | trace draw FILE\n"
     )
     assert hmp.execute("trace show no_such_event") == (
         "trace: no events matching 'no_such_event' recorded\n"

@@ -83,6 +83,7 @@ from spapr.cpu_models import (
 )
 from spapr.cpu_names import KNOWN_CPU_TYPES
 from spapr.errors import QemuError
+from spapr.trace import is_event_pattern
 
 #: What ``-smp help`` prints.
 SMP_HELP = "smp-opts options:\n" + "".join(f"  {key}=<num>\n" for key in sorted(SMP_KEYS))
@@ -629,9 +630,12 @@ def _option(
             raise QemuError(
                 "listing trace events is not modeled by this emulator", location=location
             )
-        config.traces.append(
-            TraceSpec(opts.get("enable"), opts.get("events"), opts.get("file"), location)
-        )
+        enable = opts.get("enable")
+        if enable is not None and _never_an_event(enable):
+            warnings.append(
+                QemuWarning(f"trace event '{enable.removeprefix('-')}' does not exist", location)
+            )
+        config.traces.append(TraceSpec(enable, opts.get("events"), opts.get("file"), location))
     elif name == "D":
         config.log_file = arg
     elif name == "display":
@@ -658,6 +662,16 @@ def _object_option(config: MachineConfig, store: OptsStore, arg: str, location: 
         config.secrets.append(obj)
     else:
         config.objects.append(obj)
+
+
+def _never_an_event(enable: str) -> bool:
+    """A ``-trace`` name (not a pattern) no QEMU event can have: not a C identifier.
+
+    QEMU warns for every name it has no event for; this emulator knows only the
+    events it models, so it warns only where no QEMU build could have the event.
+    """
+    name = enable.removeprefix("-")
+    return not is_event_pattern(name) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is None
 
 
 def _device_option(

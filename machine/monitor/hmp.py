@@ -192,7 +192,7 @@ HMP_COMMANDS: tuple[HmpCommand, ...] = tuple(
             HmpCommand(
                 "trace",
                 "cmdline:S?",
-                f"show [pattern]|diagram [since-ms]|draw {DRAW_USAGE}",
+                f"show [pattern...]|diagram [since-ms]|draw {DRAW_USAGE}",
                 ADDITION + "print the trace events so far, a sequence diagram, or draw it as SVG",
                 "trace",
             ),
@@ -615,19 +615,20 @@ class HmpMonitor:
         if words and words[0] == "draw":
             self._trace_draw(words[1:])
             return
-        if not words or words[0] != "show" or len(words) > 2:
+        if not words or words[0] != "show":
             self.print(
-                "trace: usage: trace show [pattern] | trace diagram [since-ms] | trace draw FILE"
+                "trace: usage: trace show [pattern...] | trace diagram [since-ms] | trace draw FILE"
             )
             return
-        pattern = words[1] if len(words) == 2 else "*"
+        # several patterns select as several -trace options do (``-`` ones deselect)
+        patterns = words[1:] or ["*"]
         dropped = self.control.machine.trace.dropped
         if dropped:
             # memory keeps the recent past only; a whole run is -trace-json's
             self.print(f"trace: {dropped} earlier events are not kept (-trace-json keeps all)")
-        lines = self.control.machine.trace.qemu_lines(pattern)
+        lines = self.control.machine.trace.qemu_lines(*patterns)
         if not lines:
-            self.print(f"trace: no events matching '{pattern}' recorded")
+            self.print(f"trace: no events matching '{' '.join(patterns)}' recorded")
         for line in lines:
             self.print(line)
 
