@@ -148,6 +148,42 @@ END_W6_NVT_INDEX_MASK = 0x0007_FFFF
 END_W7_F0_PRIORITY_SHIFT = 16
 #: An END after reset: both its ESBs (escalation, notification) switched off.
 END_RESET_W1 = END_W1_ESE_Q | END_W1_ESN_Q
+#: The eight words of an END after reset.
+END_RESET = (0, END_RESET_W1, 0, 0, 0, 0, 0, 0)
+
+
+@attrs.frozen
+class EndQueue:
+    """What an END's words say of its event queue and of whom it notifies."""
+
+    #: Guest address of the queue.
+    addr: int
+    #: log2 of the queue's size in bytes (the QSIZE field + 12).
+    shift: int
+    #: Next entry to write, and the generation bit it gets.
+    index: int
+    generation: int
+    #: The vCPU notified (the NVT less SPAPR_XIVE_NVT_BASE, as 32 bits) and the priority.
+    target: int
+    priority: int
+
+    @classmethod
+    def of(cls, end: Sequence[int]) -> EndQueue:
+        """Decode an END's words (xive_end_queue_* and the W6/W7 fields)."""
+        return cls(
+            addr=((end[2] & END_W2_OP_DESC_HI_MASK) << 32) | end[3],
+            shift=((end[0] >> END_W0_QSIZE_SHIFT) & END_W0_QSIZE_MASK) + 12,
+            index=end[1] & END_W1_PAGE_OFF_MASK,
+            generation=1 if end[1] & END_W1_GENERATION else 0,
+            target=((end[6] & END_W6_NVT_INDEX_MASK) - SPAPR_XIVE_NVT_BASE) & 0xFFFF_FFFF,
+            priority=(end[7] >> END_W7_F0_PRIORITY_SHIFT) & 0xFF,
+        )
+
+    @property
+    def entries(self) -> int:
+        """How many 4-byte entries the queue holds."""
+        return 1 << (self.shift - 2)
+
 
 # -- thread interrupt management area (hw/ppc/xive_regs.h) ------------------------
 
@@ -376,9 +412,7 @@ class SpaprXive:
         #: The EAS table: one 64-bit word per LISN.
         self.eat: list[int] = [0] * nr_irqs
         #: The END table: eight 32-bit words per END, END index = vcpu id * 8 + priority.
-        self.endt: list[list[int]] = [
-            [0, END_RESET_W1, 0, 0, 0, 0, 0, 0] for _ in range(self.nr_ends)
-        ]
+        self.endt: list[list[int]] = [list(END_RESET) for _ in range(self.nr_ends)]
         #: Thread contexts by vcpu id, in plug order (QEMU's CPU list: ``info pic``).
         self.tctxs: dict[int, ThreadContext] = {}
         #: CAS negotiated XIVE exploitation mode (the hcalls work only then).
@@ -531,12 +565,9 @@ class SpaprXive:
 
     def _enqueue(self, end: list[int], data: int) -> None:
         """Write ``data`` with the generation bit into the guest's queue (xive_end_enqueue)."""
-        qaddr_base = ((end[2] & END_W2_OP_DESC_HI_MASK) << 32) | end[3]
-        qsize = (end[0] >> END_W0_QSIZE_SHIFT) & END_W0_QSIZE_MASK
-        qindex = end[1] & END_W1_PAGE_OFF_MASK
-        qgen = 1 if end[1] & END_W1_GENERATION else 0
-        qentries = 1 << (qsize + 10)
-        qaddr = qaddr_base + (qindex << 2)
+        queue = EndQueue.of(end)
+        qindex, qgen, qentries = queue.index, queue.generation, queue.entries
+        qaddr = queue.addr + (qindex << 2)
         qdata = ((qgen << 31) | (data & 0x7FFF_FFFF)) & 0xFFFF_FFFF
         if not 0 <= qaddr <= self.memory.size - 4:
             self._guest_error(f"XIVE: failed to write END data @0x{qaddr:x}")
@@ -571,16 +602,20 @@ class SpaprXive:
         regs, os = tctx.regs, TM_QW1_OS
         if regs[os + TM_PIPR] < regs[os + TM_CPPR]:
             regs[os + TM_NSR] |= TM_QW1_NSR_EO
-            self._emit(
-                "xive_tctx_notify",
-                target=tctx.cpu_index,
-                ring=TM_QW1_OS,
-                ipb=regs[os + TM_IPB],
-                pipr=regs[os + TM_PIPR],
-                cppr=regs[os + TM_CPPR],
-                nsr=regs[os + TM_NSR],
-            )
+            self._emit_os_ring("xive_tctx_notify", tctx)
             self._set_output(tctx, True)
+
+    def _emit_os_ring(self, event: str, tctx: ThreadContext, cppr: int | None = None) -> None:
+        """A thread-context trace event with the OS ring's state (``cppr``: the one being set)."""
+        self._emit(
+            event,
+            target=tctx.cpu_index,
+            ring=TM_QW1_OS,
+            ipb=tctx.ipb,
+            pipr=tctx.pipr,
+            cppr=tctx.cppr if cppr is None else cppr,
+            nsr=tctx.nsr,
+        )
 
     # -- thread context operations ----------------------------------------------------
 
@@ -588,15 +623,7 @@ class SpaprXive:
         """Store to the OS CPPR (xive_tctx_set_cppr)."""
         regs, os = tctx.regs, TM_QW1_OS
         cppr &= 0xFF
-        self._emit(
-            "xive_tctx_set_cppr",
-            target=tctx.cpu_index,
-            ring=TM_QW1_OS,
-            ipb=regs[os + TM_IPB],
-            pipr=regs[os + TM_PIPR],
-            cppr=cppr,
-            nsr=regs[os + TM_NSR],
-        )
+        self._emit_os_ring("xive_tctx_set_cppr", tctx, cppr)
         regs[os + TM_CPPR] = 0xFF if cppr > XIVE_PRIORITY_MAX else cppr
         self._tctx_notify(tctx)
 
@@ -611,15 +638,7 @@ class SpaprXive:
             regs[os + TM_IPB] &= ~priority_to_ipb(cppr) & 0xFF
             regs[os + TM_PIPR] = ipb_to_pipr(regs[os + TM_IPB])
             regs[os + TM_NSR] &= ~TM_QW1_NSR_EO & 0xFF
-            self._emit(
-                "xive_tctx_accept",
-                target=tctx.cpu_index,
-                ring=TM_QW1_OS,
-                ipb=regs[os + TM_IPB],
-                pipr=regs[os + TM_PIPR],
-                cppr=regs[os + TM_CPPR],
-                nsr=regs[os + TM_NSR],
-            )
+            self._emit_os_ring("xive_tctx_accept", tctx)
         return (nsr << 8) | regs[os + TM_CPPR]
 
     # -- the TIMA pages -----------------------------------------------------------------
@@ -730,6 +749,32 @@ class SpaprXive:
 
     # -- hcalls ----------------------------------------------------------------------------
 
+    def _enter(self, event: str, accepted_flags: int, **fields: int) -> int | None:
+        """What every H_INT_* hcall does first: its trace event, then H_FUNCTION unless
+        CAS negotiated XIVE exploitation, H_PARAMETER for a flag it does not take.
+        None: go on.
+        """
+        self._emit(event, **fields)
+        if not self.exploited:
+            return _H_FUNCTION
+        if fields["flags"] & ~accepted_flags:
+            return _H_PARAMETER
+        return None
+
+    def _enter_lisn(self, event: str, accepted_flags: int, **fields: int) -> int | None:
+        """:meth:`_enter`, then the checks of the LISN ``fields["lisn"]``; None: go on."""
+        rc = self._enter(event, accepted_flags, **fields)
+        return rc if rc is not None else self._lisn_ok(fields["lisn"])
+
+    def _enter_queue(self, event: str, accepted_flags: int, **fields: int) -> tuple[int, int]:
+        """:meth:`_enter`, then the checks of an event queue's target and priority:
+        (H_SUCCESS, the END's index) to go on, else (the refusal, 0).
+        """
+        rc = self._enter(event, accepted_flags, **fields)
+        if rc is not None:
+            return rc, 0
+        return self._queue_checks(fields["target"], fields["priority"])
+
     def _lisn_ok(self, lisn: int) -> int | None:
         """QEMU's two LISN checks: H_P2 for unknown or unclaimed, else None."""
         if lisn >= self.nr_irqs:
@@ -752,13 +797,9 @@ class SpaprXive:
 
     def h_int_get_source_info(self, args: Sequence[int]) -> HcallResult:
         flags, lisn = args[0], args[1]
-        self._emit("spapr_xive_get_source_info", flags=flags, lisn=lisn)
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags:
-            return _H_PARAMETER, ()
-        if (bad := self._lisn_ok(lisn)) is not None:
-            return bad, ()
+        rc = self._enter_lisn("spapr_xive_get_source_info", 0, flags=flags, lisn=lisn)
+        if rc is not None:
+            return rc, ()
         out_flags = 0  # two ESB pages, no Store EOI (SOURCE_ESB_FLAGS)
         if self.source.is_lsi(lisn):
             out_flags |= SRC_H_INT_ESB | SRC_LSI
@@ -771,20 +812,17 @@ class SpaprXive:
 
     def h_int_set_source_config(self, args: Sequence[int]) -> HcallResult:
         flags, lisn, target, priority, eisn = args[0], args[1], args[2], args[3], args[4]
-        self._emit(
+        rc = self._enter_lisn(
             "spapr_xive_set_source_config",
+            SRC_SET_EISN | SRC_MASK,
             flags=flags,
             lisn=lisn,
             target=target,
             priority=priority,
             eisn=eisn,
         )
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags & ~(SRC_SET_EISN | SRC_MASK):
-            return _H_PARAMETER, ()
-        if (bad := self._lisn_ok(lisn)) is not None:
-            return bad, ()
+        if rc is not None:
+            return rc, ()
         eas = self.eat[lisn]
         if priority == 0xFF:
             self.eat[lisn] = EAS_VALID | EAS_MASKED
@@ -809,21 +847,16 @@ class SpaprXive:
 
     def h_int_get_source_config(self, args: Sequence[int]) -> HcallResult:
         flags, lisn = args[0], args[1]
-        self._emit("spapr_xive_get_source_config", flags=flags, lisn=lisn)
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags:
-            return _H_PARAMETER, ()
-        if (bad := self._lisn_ok(lisn)) is not None:
-            return bad, ()
+        rc = self._enter_lisn("spapr_xive_get_source_config", 0, flags=flags, lisn=lisn)
+        if rc is not None:
+            return rc, ()
         eas = self.eat[lisn]
         end_idx = (eas >> EAS_END_INDEX_SHIFT) & EAS_END_INDEX_MASK
         if end_idx >= self.nr_ends:  # QEMU asserts; only a migrated-in table could do it
             return _H_HARDWARE, ()
-        end = self.endt[end_idx]
-        target = ((end[6] & END_W6_NVT_INDEX_MASK) - SPAPR_XIVE_NVT_BASE) & 0xFFFF_FFFF
-        priority = 0xFF if eas & EAS_MASKED else (end[7] >> END_W7_F0_PRIORITY_SHIFT) & 0xFF
-        return _H_SUCCESS, (target, priority, eas & EAS_END_DATA_MASK)
+        queue = EndQueue.of(self.endt[end_idx])
+        priority = 0xFF if eas & EAS_MASKED else queue.priority
+        return _H_SUCCESS, (queue.target, priority, eas & EAS_END_DATA_MASK)
 
     def _queue_checks(self, target: int, priority: int) -> tuple[int, int]:
         """Reserved priority -> H_P3, unknown target -> H_P2; else (H_SUCCESS, END index)."""
@@ -837,39 +870,32 @@ class SpaprXive:
 
     def h_int_get_queue_info(self, args: Sequence[int]) -> HcallResult:
         flags, target, priority = args[0], args[1], args[2]
-        self._emit("spapr_xive_get_queue_info", flags=flags, target=target, priority=priority)
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags:
-            return _H_PARAMETER, ()
-        rc, end_idx = self._queue_checks(target, priority)
+        rc, end_idx = self._enter_queue(
+            "spapr_xive_get_queue_info", 0, flags=flags, target=target, priority=priority
+        )
         if rc != _H_SUCCESS:
             return rc, ()
         end = self.endt[end_idx]
         page = self.end_base + (1 << (END_ESB_SHIFT + 1)) * end_idx
-        size = ((end[0] >> END_W0_QSIZE_SHIFT) & END_W0_QSIZE_MASK) + 12
-        return _H_SUCCESS, (page, size if end[0] & END_W0_ENQUEUE else 0)
+        size = EndQueue.of(end).shift if end[0] & END_W0_ENQUEUE else 0
+        return _H_SUCCESS, (page, size)
 
     def h_int_set_queue_config(self, args: Sequence[int]) -> HcallResult:
         flags, target, priority, qpage, qsize = args[0], args[1], args[2], args[3], args[4]
-        self._emit(
+        rc, end_idx = self._enter_queue(
             "spapr_xive_set_queue_config",
+            END_ALWAYS_NOTIFY,
             flags=flags,
             target=target,
             priority=priority,
             qpage=qpage,
             qsize=qsize,
         )
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags & ~END_ALWAYS_NOTIFY:
-            return _H_PARAMETER, ()
-        rc, end_idx = self._queue_checks(target, priority)
         if rc != _H_SUCCESS:
             return rc, ()
         end = list(self.endt[end_idx])
         if qsize == 0:
-            self.endt[end_idx] = [0, END_RESET_W1, 0, 0, 0, 0, 0, 0]
+            self.endt[end_idx] = list(END_RESET)
             return _H_SUCCESS, ()
         if qsize not in EQ_SIZES_ACCEPTED:
             self._guest_error(f"XIVE: invalid EQ size {qsize:x}")
@@ -902,25 +928,26 @@ class SpaprXive:
 
     def h_int_get_queue_config(self, args: Sequence[int]) -> HcallResult:
         flags, target, priority = args[0], args[1], args[2]
-        self._emit("spapr_xive_get_queue_config", flags=flags, target=target, priority=priority)
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags & ~END_DEBUG:
-            return _H_PARAMETER, ()
-        rc, end_idx = self._queue_checks(target, priority)
+        rc, end_idx = self._enter_queue(
+            "spapr_xive_get_queue_config",
+            END_DEBUG,
+            flags=flags,
+            target=target,
+            priority=priority,
+        )
         if rc != _H_SUCCESS:
             return rc, ()
         end = self.endt[end_idx]
+        queue = EndQueue.of(end)
         out_flags = END_ALWAYS_NOTIFY if end[0] & END_W0_UCOND_NOTIFY else 0
         if end[0] & END_W0_ENQUEUE:
-            qaddr = ((end[2] & END_W2_OP_DESC_HI_MASK) << 32) | end[3]
-            qsize = ((end[0] >> END_W0_QSIZE_SHIFT) & END_W0_QSIZE_MASK) + 12
+            qaddr, qsize = queue.addr, queue.shift
         else:
             qaddr = qsize = 0
         qindex = 0
         if flags & END_DEBUG:
-            out_flags |= (1 if end[1] & END_W1_GENERATION else 0) << 62
-            qindex = end[1] & END_W1_PAGE_OFF_MASK
+            out_flags |= queue.generation << 62
+            qindex = queue.index
         return _H_SUCCESS, (out_flags, qaddr, qsize, qindex)
 
     def h_int_set_os_reporting_line(self, args: Sequence[int]) -> HcallResult:
@@ -933,13 +960,11 @@ class SpaprXive:
 
     def h_int_esb(self, args: Sequence[int]) -> HcallResult:
         flags, lisn, offset, data = args[0], args[1], args[2], args[3]
-        self._emit("spapr_xive_esb", flags=flags, lisn=lisn, offset=offset, data=data)
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags & ~ESB_STORE:
-            return _H_PARAMETER, ()
-        if (bad := self._lisn_ok(lisn)) is not None:
-            return bad, ()
+        rc = self._enter_lisn(
+            "spapr_xive_esb", ESB_STORE, flags=flags, lisn=lisn, offset=offset, data=data
+        )
+        if rc is not None:
+            return rc, ()
         if offset > (1 << ESB_SHIFT):
             return _H_P3, ()
         addr = self.esb_mgmt_page(lisn) + offset
@@ -953,22 +978,16 @@ class SpaprXive:
 
     def h_int_sync(self, args: Sequence[int]) -> HcallResult:
         flags, lisn = args[0], args[1]
-        self._emit("spapr_xive_sync", flags=flags, lisn=lisn)
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags:
-            return _H_PARAMETER, ()
-        if (bad := self._lisn_ok(lisn)) is not None:
-            return bad, ()
+        rc = self._enter_lisn("spapr_xive_sync", 0, flags=flags, lisn=lisn)
+        if rc is not None:
+            return rc, ()
         return _H_SUCCESS, ()
 
     def h_int_reset(self, args: Sequence[int]) -> HcallResult:
         flags = args[0]
-        self._emit("spapr_xive_reset", flags=flags)
-        if not self.exploited:
-            return _H_FUNCTION, ()
-        if flags:
-            return _H_PARAMETER, ()
+        rc = self._enter("spapr_xive_reset", 0, flags=flags)
+        if rc is not None:
+            return rc, ()
         self.reset()
         return _H_SUCCESS, ()
 
@@ -986,7 +1005,7 @@ class SpaprXive:
         """Device reset: sources off, valid EASs masked, every END cleared (spapr_xive_reset)."""
         self.source.reset()
         self.eat = [EAS_VALID | EAS_MASKED if w & EAS_VALID else 0 for w in self.eat]
-        self.endt = [[0, END_RESET_W1, 0, 0, 0, 0, 0, 0] for _ in range(self.nr_ends)]
+        self.endt = [list(END_RESET) for _ in range(self.nr_ends)]
 
     # -- monitor -----------------------------------------------------------------------
 
@@ -1014,14 +1033,12 @@ class SpaprXive:
         return "".join(f"{ln}\n" for ln in out)
 
     def _end_pic(self, end: list[int]) -> str:
-        qaddr = ((end[2] & END_W2_OP_DESC_HI_MASK) << 32) | end[3]
-        qindex = end[1] & END_W1_PAGE_OFF_MASK
-        qgen = 1 if end[1] & END_W1_GENERATION else 0
-        qsize = (end[0] >> END_W0_QSIZE_SHIFT) & END_W0_QSIZE_MASK
-        qentries = 1 << (qsize + 10)
-        target = ((end[6] & END_W6_NVT_INDEX_MASK) - SPAPR_XIVE_NVT_BASE) & 0xFFFF_FFFF
-        priority = (end[7] >> END_W7_F0_PRIORITY_SHIFT) & 0xFF
-        text = f"{_c_int(target):3d}/{priority:d} {qindex: 6d}/{qentries:5d} @{qaddr:x} ^{qgen:d}"
+        queue = EndQueue.of(end)
+        qaddr, qindex, qentries = queue.addr, queue.index, queue.entries
+        text = (
+            f"{_c_int(queue.target):3d}/{queue.priority:d} {qindex: 6d}/{qentries:5d} "
+            f"@{qaddr:x} ^{queue.generation:d}"
+        )
         text += " [ "
         width = 6
         index = (qindex - (width - 1)) & (qentries - 1)
