@@ -91,6 +91,8 @@ ESB_SHIFT = 17
 END_ESB_SHIFT = 16
 #: The source's ESB flags (the xive-source's ``flags``): no Store EOI offered.
 SOURCE_ESB_FLAGS = 0
+#: Each vCPU has one END per priority: END index = vcpu id << END_PRIORITY_BITS | priority.
+END_PRIORITY_BITS = 3
 #: The one event-queue size QEMU advertises (ibm,xive-eq-sizes): 64 KiB.
 EQ_SIZES = (16,)
 #: Event-queue sizes H_INT_SET_QUEUE_CONFIG takes (log2 bytes); 0 resets the queue.
@@ -236,6 +238,11 @@ def priority_to_ipb(priority: int) -> int:
     return 0 if priority > XIVE_PRIORITY_MAX else 0x80 >> priority
 
 
+def end_target(end_idx: int) -> tuple[int, int]:
+    """The (vcpu id, priority) an END serves (spapr_xive_end_to_target)."""
+    return end_idx >> END_PRIORITY_BITS, end_idx & ((1 << END_PRIORITY_BITS) - 1)
+
+
 def ipb_to_pipr(ipb: int) -> int:
     """The most favoured pending priority of an IPB, or 0xff (ipb_to_pipr)."""
     return 8 - ipb.bit_length() if ipb else 0xFF
@@ -377,7 +384,7 @@ class SpaprXive:
     """The sPAPR XIVE controller: sources, EAS and END tables, thread contexts, hcalls.
 
     ``nr_irqs`` is QEMU's ``nr-irqs`` (SPAPR_XIRQ_BASE + the machine's source count),
-    ``nr_servers`` the machine's vcpu-id space (``nr-ends`` is eight per server).
+    ``nr_servers`` the machine's vcpu-id space (``nr-ends``: one END per priority each).
     ``memory`` holds the guests' event queues. :attr:`exploited` is what CAS
     negotiated (OV5_XIVE_EXPLOIT): without it every hcall answers H_FUNCTION.
     """
@@ -398,7 +405,7 @@ class SpaprXive:
             raise ValueError("Number of interrupt needs to be greater 0")
         self.nr_irqs = nr_irqs
         self.nr_servers = nr_servers
-        self.nr_ends = nr_servers << 3
+        self.nr_ends = nr_servers << END_PRIORITY_BITS
         self.memory = memory
         self.trace = trace if trace is not None else TraceRecorder(keep=False)
         self.raise_external: RaiseExternal = (
@@ -793,7 +800,7 @@ class SpaprXive:
         vcpu_id = _as_int32(target)
         if vcpu_id not in self.tctxs:
             return None
-        return (vcpu_id << 3) + (priority & 0xFF)
+        return (vcpu_id << END_PRIORITY_BITS) + (priority & 0xFF)
 
     def h_int_get_source_info(self, args: Sequence[int]) -> HcallResult:
         flags, lisn = args[0], args[1]

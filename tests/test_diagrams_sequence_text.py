@@ -41,6 +41,18 @@ def test_a_refused_rtas_call_and_its_connector_refusal_are_marked() -> None:
     )
 
 
+def test_the_xive_hot_plug_interrupt_has_its_row_before_the_guest_answers() -> None:
+    """POWER9 runs XIVE: each source raised (spapr_xive_set_irq, val 1) is a row."""
+    rows = diagram()
+    events = hotplug_run().events
+    since = next(e.t for e in events if e.name == "host_command")
+    raised = [e for e in events if e.name == "spapr_xive_set_irq" and e.fields["val"]]
+    drawn = [i for i, row in enumerate(rows) if row.endswith("irq 0x1001 ──────►")]
+    assert len(drawn) == len([e for e in raised if e.t >= since]) == 2
+    for i in drawn:
+        assert "check-exception(0x500, 0x1001 hot-plug-events" in rows[i + 1]
+
+
 def test_codes_sensors_and_indicators_are_named() -> None:
     text = "\n".join(diagram())
     assert "get-sensor-state(9003 entity-sense, 0x10000002) = 0 success; sense 2 unusable" in text

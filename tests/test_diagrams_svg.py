@@ -100,13 +100,41 @@ def test_commands_replies_events_and_pulses_each_get_one_arrow() -> None:
     assert len(messages(root, "command")) == len(in_window(window, "host_command"))
     assert len(messages(root, "reply")) == len(in_window(window, "host_reply"))
     assert len(messages(root, "qmp-event")) == len(in_window(window, "qmp_event"))
-    # QEMU logs a pulse twice (raise, then lower): one arrow each
-    assert 2 * len(messages(root, "pulse")) == len(in_window(window, "xics_ics_set_irq_msi"))
+    # QEMU logs a pulse twice (raise, then lower): one arrow each; POWER9 runs XIVE
+    raised = [e for _, e in in_window(window, "spapr_xive_set_irq") if e.fields["val"]]
+    halves = len(in_window(window, "xics_ics_set_irq_msi"))
+    assert raised and len(messages(root, "pulse")) == len(raised) + halves // 2
     refused = [g for g in messages(root) if "refused" in g.get("class", "").split()]
     kinds = Counter(g.get("data-kind") for g in refused)
     assert kinds == {"command": 1, "reply": 1, "drc-state": 1, "rtas": 1}
     (reply,) = [g for g in refused if g.get("data-kind") == "reply"]
     assert "core 2 already populated" in label(reply)
+
+
+def test_a_power9_hot_plug_interrupt_goes_through_xive() -> None:
+    """The source raised (spapr_xive_set_irq) and the thread context the router found
+    (xive_presenter_notify, after xive_router_end_notify queued the entry) each draw an
+    arrow, on a lane titled XIVE; a window without XIVE events keeps XICS."""
+    root, window = draw()
+    (lane,) = [g for g in root.iter(f"{{{svg.SVG_NS}}}g") if g.get("data-lane") == "xics"]
+    assert "XIVE" in [t.text for t in lane.iter(f"{{{svg.SVG_NS}}}text")]
+    raised = [e for _, e in in_window(window, "spapr_xive_set_irq") if e.fields["val"]]
+    pulses = messages(root, "pulse")
+    assert [int(g.get("data-t", "")) for g in pulses] == [e.t for e in raised]
+    for g, e in zip(pulses, raised, strict=True):
+        assert (g.get("data-from"), g.get("data-to")) == ("queue", "xics")
+        assert label(g) == f"pulse irq 0x{e.fields['lisn']:x} hot-plug-events"
+    events = hotplug_run().events
+    found = in_window(window, "xive_presenter_notify")
+    delivered = messages(root, "deliver")
+    assert len(delivered) == len(found) >= len(raised)
+    for g, (i, e) in zip(delivered, found, strict=True):
+        (queued,) = [q for q in events[:i] if q.name == "xive_router_end_notify"][-1:]
+        assert g.get("data-to") == f"vcpu:{e.fields['nvt_idx'] - 0x400}"
+        priority = queued.fields["end_idx"] % 8
+        assert label(g) == f"queue entry 0x{queued.fields['end_data']:x}, priority {priority}"
+    (xics,) = [lane for lane in read_handshake(events, 0, 0).lanes if lane.key == "xics"]
+    assert xics.subtitle == "XICS"
 
 
 def test_drc_state_changes_sit_on_their_connectors_lane() -> None:

@@ -13,7 +13,9 @@ note on one lane, for a state change):
 * ``event_queue``: an entry queued (arrow), handed out or dropped (notes);
 * ``xics_ics_set_irq_msi``: a pulse of an event source's IRQ (one arrow per pulse,
   which QEMU logs twice: set and clear); ``xics_icp_irq`` / ``xics_icp_check_ipi``:
-  delivery to a vCPU;
+  delivery to a vCPU; under XIVE (POWER9, POWER10) ``spapr_xive_set_irq`` raising a
+  source is the pulse and ``xive_presenter_notify`` (after ``xive_router_end_notify``
+  put the event in a queue) the delivery, and the lane is titled XIVE;
 * ``rtas_call``: every call, with arguments and result in words (:mod:`.words`); the
   calls of one ``ibm,configure-connector`` walk form a group drawn folded;
 * ``rtas_output`` of check-exception: the event log handed to the guest kernel;
@@ -35,6 +37,7 @@ from machine.diagrams import words
 from rtas.codes import ConfigureConnector, RtasStatus
 from spapr.drc import StateCause
 from spapr.trace import TraceEvent
+from spapr.xive import SPAPR_XIVE_NVT_BASE, end_target
 
 CONFIGURE_CONNECTOR = "ibm,configure-connector"
 #: ``drc_state`` causes drawn as host arrows (machine ↔ connector), the rest as notes.
@@ -178,6 +181,10 @@ class _Reader:
         self.drcs: set[int] = set()
         self.vcpus: set[int] = _vcpus_before(events, start)
         self._pulse: tuple[int, int] | None = None
+        #: The interrupt controller the window's events come from.
+        self.intc = "XICS"
+        #: The END the last XIVE notification went through: (index, queue entry).
+        self._end: tuple[int, int] = (0, 0)
 
     def add(self, i: int, kind: Kind, source: str, target: str, label: str, **kw: Any) -> None:
         event = kw.pop("event", i)
@@ -227,6 +234,17 @@ class _Reader:
         elif name == "xics_icp_check_ipi":
             label = f"IPI (mfrr {f['mfrr']})"
             self.add(i, Kind.DELIVER, "xics", self._vcpu(f["server"]), label)
+        elif name == "spapr_xive_set_irq":
+            self.intc = "XIVE"
+            if f["val"]:  # the lowering half of a pulse is not drawn
+                self.add(i, Kind.PULSE, "queue", "xics", f"pulse irq {words.irq_label(f['lisn'])}")
+        elif name == "xive_router_end_notify":
+            self._end = (f["end_idx"], f["end_data"])
+        elif name == "xive_presenter_notify":
+            self.intc = "XIVE"
+            end_idx, entry = self._end
+            label = f"queue entry {words.hex_number(entry)}, priority {end_target(end_idx)[1]}"
+            self.add(i, Kind.DELIVER, "xics", self._vcpu(f["nvt_idx"] - SPAPR_XIVE_NVT_BASE), label)
         elif name == "rtas_call":
             self._rtas_call(i, f)
         elif name == "rtas_output" and f.get("event_log"):
@@ -379,7 +397,7 @@ def _group_label(calls: Sequence[Message], last_label: str) -> str:
     )
 
 
-def _lanes(drcs: set[int], vcpus: set[int]) -> tuple[Lane, ...]:
+def _lanes(drcs: set[int], vcpus: set[int], intc: str = "XICS") -> tuple[Lane, ...]:
     lanes = [
         Lane("client", LaneKind.CLIENT, "monitor / QMP client"),
         Lane("machine", LaneKind.MACHINE, "machine", "hotplug handler"),
@@ -390,7 +408,7 @@ def _lanes(drcs: set[int], vcpus: set[int]) -> tuple[Lane, ...]:
     ]
     lanes += [
         Lane("queue", LaneKind.QUEUE, "event queue", "check-exception"),
-        Lane("xics", LaneKind.XICS, "interrupt controller", "XICS"),
+        Lane("xics", LaneKind.XICS, "interrupt controller", intc),
         Lane("rtas", LaneKind.RTAS, "RTAS", "H_RTAS"),
     ]
     lanes += [
@@ -405,4 +423,5 @@ def read_handshake(events: Sequence[TraceEvent], start: int, end: int) -> Handsh
     reader = _Reader(events, start, end)
     reader.read()
     messages, groups = _group_calls(reader.messages)
-    return Handshake(_lanes(reader.drcs, reader.vcpus), tuple(messages), tuple(groups), start, end)
+    lanes = _lanes(reader.drcs, reader.vcpus, reader.intc)
+    return Handshake(lanes, tuple(messages), tuple(groups), start, end)

@@ -3,7 +3,8 @@
 Three lanes — the management client, the machine (QEMU's side) and the guest — and
 one row per message between them: host commands (``host_command``), QMP events
 (``qmp_event``), interrupts raised towards the guest (``xics_ics_set_irq_msi`` of an
-unmasked or masked source) and every RTAS call with its arguments and status
+unmasked or masked source under XICS, ``spapr_xive_set_irq`` raising a source under
+XIVE, POWER9's and POWER10's mode) and every RTAS call with its arguments and status
 (``rtas_call``), numbers and names printed as every picture prints them
 (:mod:`machine.diagrams.words`). Internal transitions (``spapr_drc_*``) are shown as
 notes on the machine's lane (CPU connectors only), so a reader can follow a DRC from U
@@ -90,6 +91,8 @@ def _describe(event: TraceEvent, refusal: str | None = None) -> tuple[int, str] 
         return MACHINE, f"{arrow} [vcpu {f['vcpu']}] {call.call} = {result}"
     if name == "xics_ics_set_irq_msi":
         return MACHINE, f"irq 0x{f['nr']:x} ──────►"
+    if name == "spapr_xive_set_irq" and f["val"]:  # the lowering half of a pulse is not drawn
+        return MACHINE, f"irq 0x{f['lisn']:x} ──────►"
     if name in NOTE_EVENTS and f["index"] >> 28 == DrcType.CPU.shift:
         label = name.removeprefix("spapr_drc_").replace("_", " ")
         kind = _NOTE_VALUES.get(name)
