@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from machine.monitor.qmp_commands import QmpCommands
-from machine.monitor.qmp_json import iter_messages, to_json
+from machine.monitor.qmp_json import DEFAULT_MAX_MESSAGE_BYTES, iter_messages, to_json
 from robustness.harness import P9, P9_CORE, ServedMachine, served
 from robustness.report import AreaReport, Progress
 
@@ -176,11 +176,28 @@ def _read_line(sock: socket.socket, buf: bytearray) -> bytes | None:
     return line
 
 
-def run_case(path: str, case: Case, timeout: float = CASE_TIMEOUT_S) -> Outcome:
-    """Send ``case`` on a fresh connection; every reply until the server closes."""
+#: What :func:`run_case` sends after a case instead of ending its input (``marked``):
+#: a byte no JSON state accepts (the stream reports it and starts afresh, whatever
+#: the case left half-read), then a request whose reply, carrying :data:`END_ID`,
+#: is the last line of the case's answer.
+END_ID = "end-of-case"
+END_MARK = b'\xff{"execute":"query-status","id":"' + END_ID.encode() + b'"}'
+
+
+def run_case(
+    path: str, case: Case, timeout: float = CASE_TIMEOUT_S, *, marked: bool = False
+) -> Outcome:
+    """Send ``case`` on a fresh connection; every reply until the server closes.
+
+    With ``marked`` the client does not end its input but sends :data:`END_MARK`
+    and reads up to the mark's reply (or until the server closes). QEMU closes
+    on a client's end of input and drops the replies it has not yet written, so
+    only a marked case gets QEMU's whole answer however long it takes to give.
+    """
     problems: list[str] = []
     buf = bytearray()
     deadline = time.monotonic() + timeout
+    end_line = b'"id": "' + END_ID.encode() + b'"'
     try:
         sock = _connect(path, timeout)
     except OSError as exc:
@@ -198,15 +215,25 @@ def run_case(path: str, case: Case, timeout: float = CASE_TIMEOUT_S) -> Outcome:
                 sock.sendall(chunk)
                 if case.paced:
                     time.sleep(0.0005)
-            sock.shutdown(socket.SHUT_WR)
+            if marked:
+                sock.sendall(END_MARK)
+            else:
+                sock.shutdown(socket.SHUT_WR)
             while True:
                 sock.settimeout(max(0.05, deadline - time.monotonic()))
                 chunk = sock.recv(1 << 20)
                 if not chunk:
                     break
                 buf += chunk
+                if marked and buf.endswith(b"\r\n"):
+                    before = buf.rfind(b"\r\n", 0, len(buf) - 2)
+                    last = 0 if before < 0 else before + 2
+                    if end_line in buf[last:]:
+                        del buf[last:]  # the mark's reply is not the case's
+                        break
         except TimeoutError:
-            return Outcome(_parse(bytes(buf), problems), False, (*problems, "hang: no close"))
+            what = "no reply to the end mark" if marked else "hang: no close"
+            return Outcome(_parse(bytes(buf), problems), False, (*problems, what))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server closed first (an oversized message): what it sent still counts
     return Outcome(_parse(bytes(buf), problems), True, tuple(problems))
@@ -222,8 +249,11 @@ def _parse(data: bytes, problems: list[str]) -> tuple[Any, ...]:
             out.append(parsed[line])
             continue
         # QEMU's JSON, parsed without recursion (an echoed id may nest 1024 levels);
-        # QEMU prints an infinite double as C does ("inf"), which no JSON parser takes
-        messages = list(iter_messages(_C_DOUBLES.sub(rb'"\1"', line)))
+        # QEMU prints an infinite double as C does ("inf"), which no JSON parser takes.
+        # A reply has no size bound (HMP's "trace show" after a long run is megabytes
+        # long): the stream's bound, meant for requests, is lifted to the line's size.
+        text = _C_DOUBLES.sub(rb'"\1"', line)
+        messages = list(iter_messages(text, max(DEFAULT_MAX_MESSAGE_BYTES, len(text) + 1)))
         if len(messages) != 1 or messages[0].error is not None:
             problems.append(f"a reply is not one JSON value: {line[:200]!r}")
             continue
@@ -405,6 +435,72 @@ def _deep(rng: random.Random, schema: Any, seeds: list[bytes]) -> Case:
         inner = b"[" * (depth - 1) + b"]" * (depth - 1)
         body = b'{"execute":"query-status","id":' + inner + b"}"
     return Case("deep", (body,))
+
+
+#: Pieces :func:`stream_case` strings together: nesting near QEMU's limit, strings
+#: with invalid (modified) UTF-8 and bad escapes, bytes the lexer refuses, numbers
+#: and keywords the lexer half-accepts, separators, whitespace and whole requests.
+STREAM_PIECES: tuple[bytes, ...] = (
+    *(b * n for b in (b"[", b"]", b"{", b"}") for n in (1, 2, 3, 1023, 1024, 1025)),
+    b'{"a":' * 1023,
+    b'{"a":' * 1025,
+    b'"abc"',
+    b"'abc'",
+    b'"a\\u00e9"',
+    b'"\\ud800"',
+    b'"\\ud800\\udc00"',
+    b'"\\u12"',
+    b'"\\x"',
+    b'"\xed\xa0\x80"',
+    b'"\xc0\x80"',
+    b'"\xc3"',
+    b'"ab',
+    b"'ab",
+    b"\x00",
+    b"\x01",
+    b"\x1f",
+    b"\x7f",
+    b"\xfe",
+    b"\xff",
+    b"\xc0\x80",
+    b"\xed\xa0\x80",
+    b"@",
+    b"\\",
+    b"0",
+    b"-0",
+    b"01",
+    b"1e",
+    b"1.5e+3",
+    b"-",
+    b"1.",
+    b"18446744073709551616",
+    b"true",
+    b"nul",
+    b"nullx",
+    b"x",
+    b",",
+    b":",
+    b" ",
+    b"\n",
+    b"\t",
+    b"\r",
+    b'{"execute":"query-status"}',
+    b'{"execute":"query-status","id":[1,{"a":null}]}',
+    b'{"execute":"qom-list","arguments":{"path":"/machine"}}',
+    b'{"execute":"query-hotpluggable-cpus"',
+    b'"execute"',
+    b'{"execute":',
+)
+
+
+def stream_case(rng: random.Random) -> Case:
+    """Pieces strung together: how the streamer recovers after each error, as QEMU's does."""
+    data = b"".join(rng.choice(STREAM_PIECES) for _ in range(rng.randint(1, 12)))
+    return Case("stream", (data,))
+
+
+def _stream(rng: random.Random, schema: Any, seeds: list[bytes]) -> Case:
+    return stream_case(rng)
 
 
 def _huge(rng: random.Random, schema: Any, seeds: list[bytes]) -> Case:
