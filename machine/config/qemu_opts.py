@@ -694,9 +694,20 @@ def keyval_merge(dest: KeyvalDict, merged: Mapping[str, KeyvalValue], path: str 
 QDICT_BUCKET_MAX = 512
 
 
+def qemu_string_bytes(text: str) -> bytes:
+    """The bytes QEMU holds for ``text``: UTF-8, with U+0000 as modified UTF-8's C0 80.
+
+    QEMU's strings are NUL-terminated, so its JSON parser stores a decoded U+0000
+    (``\\u0000`` or C0 80 on the wire) as the two bytes C0 80; hashes and lengths
+    are taken over those bytes.
+    """
+    data = text.encode()
+    return data.replace(b"\0", b"\xc0\x80") if b"\0" in data else data
+
+
 def qdict_bucket(key: str) -> int:
     """The QDict bucket of ``key`` (QEMU's ``tdb_hash`` modulo 512)."""
-    data = key.encode()
+    data = qemu_string_bytes(key)
     value = (0x238F13AF * len(data)) & 0xFFFFFFFF
     for i, byte in enumerate(data):
         value = (value + (byte << (i * 5 % 24))) & 0xFFFFFFFF

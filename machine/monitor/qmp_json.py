@@ -322,8 +322,22 @@ class JsonMessageStream:
 
 
 def _c_text(raw: bytes) -> str:
-    """Bytes QEMU would print with %s, as text (invalid UTF-8 shown as replacement)."""
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    """Bytes QEMU prints with %s into an error text, as its JSON writer then shows them.
+
+    The text ends at the first NUL byte; the writer reads the rest as modified
+    UTF-8 (C0 80 is U+0000) and shows each invalid sequence, as far as
+    :func:`_mod_utf8_codepoint` reaches, as one U+FFFD (so a UTF-8 surrogate,
+    three bytes, is one replacement character, not three).
+    """
+    raw = raw.split(b"\0", 1)[0]
+    if raw.isascii():
+        return raw.decode("ascii")
+    out: list[str] = []
+    pos = 0
+    while pos < len(raw):
+        cp, pos = _mod_utf8_codepoint(raw, pos)
+        out.append("\ufffd" if cp < 0 else chr(cp))
+    return "".join(out)
 
 
 #: A parsing step: a generator that yields the sub-steps it needs and returns its value.
