@@ -495,17 +495,24 @@ class QomView:
         parts = [p for p in path.split("/") if p]
         if path.startswith("/"):
             return self._resolve_from(self.root, parts)
-        matches: list[QomNode] = []
-        self._partial(self.root, parts, matches)
+        matches = self._partial_matches(parts)
         return matches[0] if len(matches) == 1 else None
 
     def ambiguous(self, path: str) -> bool:
         """Whether a partial path matches more than one object."""
         if path.startswith("/"):
             return False
+        return len(self._partial_matches([p for p in path.split("/") if p])) > 1
+
+    def _partial_matches(self, parts: Sequence[str]) -> list[QomNode]:
+        """The objects a partial path names (two at most: more changes nothing).
+
+        The empty path has no components, so it names every object (checked
+        against QEMU 7.2: ``qom-list ""`` is ambiguous).
+        """
         matches: list[QomNode] = []
-        self._partial(self.root, [p for p in path.split("/") if p], matches)
-        return len(matches) > 1
+        self._partial(self.root, parts, matches)
+        return matches
 
     def _resolve_from(self, node: QomNode, parts: Sequence[str]) -> QomNode | None:
         cur: QomNode | None = node
@@ -516,12 +523,12 @@ class QomView:
         return cur
 
     def _partial(self, node: QomNode, parts: Sequence[str], out: list[QomNode]) -> None:
-        if not parts:
-            return
         found = self._resolve_from(node, parts)
         if found is not None and all(found.path != m.path for m in out):
             out.append(found)
         for child in self.children(node):
+            if len(out) > 1:
+                return
             self._partial(child, parts, out)
 
     # ------------------------------------------------------------ properties
