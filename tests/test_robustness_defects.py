@@ -515,3 +515,147 @@ def test_a_bug_in_one_qmp_connection_costs_that_connection_only(
         assert "QMP client dropped after an internal error: RuntimeError('a bug')" in (
             emu.stderr.getvalue()
         )
+
+
+# --------------------------------------------------------------- found by the long run
+#
+# tests/data/qmp/robustness_qemu72.json holds real QEMU 7.2's replies, recorded
+# live with record_robustness_qemu72.py beside it, to the long campaign's findings:
+# invalid and modified UTF-8 (defect 1), partial QOM paths (defect 2), query-block
+# (defect 5) and a fixed sample of generated streams of malformed, nested and
+# truncated pieces (defect 3). Each case is followed by the campaign's end mark.
+
+RECORDED = json.loads((ROOT / "tests/data/qmp/robustness_qemu72.json").read_text())
+
+
+def _unrun(replies: list[Any]) -> list[str]:
+    """The recorded lines with their runs ([line, count]) spelled out."""
+    out: list[str] = []
+    for entry in replies:
+        out += [entry[0]] * entry[1] if isinstance(entry, list) else [entry]
+    return out
+
+
+def _emulator_lines(conn: Any, data: bytes) -> list[str]:
+    """What one connection writes for ``data`` and the end mark, up to the mark's reply."""
+    from robustness.qmp_fuzz import END_ID, END_MARK
+
+    conn.receive_data(data + END_MARK)
+    lines = [line.decode("latin-1") for line in conn.data_to_send().split(b"\r\n") if line]
+    assert lines and f'"id": "{END_ID}"' in lines[-1]
+    return [line for line in lines[:-1] if not line.startswith('{"timestamp": ')]
+
+
+@pytest.mark.parametrize("group", ["utf8", "qom-path", "query-block", "stream"])
+def test_replies_equal_the_recorded_qemu_replies(group: str) -> None:
+    """Defects 1, 2, 3, 5: every reply line QEMU 7.2 wrote, byte for byte."""
+    from machine.monitor.qmp_commands import QmpCommands
+    from machine.monitor.qmp_protocol import QmpConnection
+    from robustness.harness import P9, new_control
+
+    commands = QmpCommands(new_control([*P9, "-S"], guest="none"))  # as QEMU ran: -S
+    cases = [c for c in RECORDED["cases"] if c["group"] == group]
+    assert cases
+    done: set[str] = set()
+    for case in cases:
+        for request in case["setup"]:
+            if request not in done:
+                setup = QmpConnection(commands)
+                setup.receive_data(NEGOTIATE + request.encode())
+                done.add(request)
+        conn = QmpConnection(commands)
+        conn.receive_data(NEGOTIATE)
+        conn.data_to_send()
+        ours = _emulator_lines(conn, case["input"].encode("latin-1"))
+        theirs = _unrun(case["replies"])
+        if case["name"].startswith("qom-list") and theirs[0].startswith('{"return": '):
+            # which object answered, not its members: QEMU's root also holds /objects
+            # and /chardevs, which this machine does not model
+            ours[0], theirs[0] = ours[0][:11], theirs[0][:11]
+        assert ours == theirs, case["name"]
+
+
+def test_member_names_with_modified_utf8_nul_hash_as_qemu_stores_them() -> None:
+    """Defect 1: QEMU hashes "arguments" + U+0000 as the bytes C0 80, which puts it first."""
+    from machine.config.qemu_opts import qemu_string_bytes
+    from machine.monitor.qmp_json import qdict_keys
+
+    assert qemu_string_bytes("a\x00b\u00e9") == b"a\xc0\x80b\xc3\xa9"
+    (case,) = [c for c in RECORDED["cases"] if c["name"] == "member-c080-first"]
+    assert "'arguments\\u0000' is unexpected" in case["replies"][0]
+    assert qdict_keys({"excute": 1, "arguments\x00": 2, "id": 16})[0] == "arguments\x00"
+
+
+def test_a_reply_of_megabytes_is_one_json_value_to_the_campaigns_reader() -> None:
+    """Defect 4: 'trace show' after a long run answers 7 MB; the reader refused over 1 MiB."""
+    from robustness.qmp_fuzz import _parse
+
+    text = "spapr_drc_reset drc: 0x400000b4\r\n" * 100_000
+    line = to_json({"return": text}).encode()
+    assert len(line) > 3 << 20
+    problems: list[str] = []
+    assert _parse(line + b"\r\n", problems) == ({"return": text},)
+    assert problems == []
+
+
+def test_a_marked_case_is_read_to_its_end_mark(tmp_path: Path) -> None:
+    """Defects 3 and 6: with the end mark the client reads every reply, not until a close."""
+    from robustness.harness import P9, served
+    from robustness.qmp_fuzz import Case, run_case
+
+    case = Case("stream", (b"[" * 1025 + b"]" * 1025 + b'"\xed\xa0\x80\x01',))
+    with served(P9, tmp_path / "e.sock") as emu:
+        outcome = run_case(str(emu.sock_path), case, marked=True)
+    descs = Counter(r["error"]["desc"] for r in outcome.replies)
+    assert outcome.problems == () and outcome.closed
+    assert descs == Counter(
+        {
+            "JSON nesting depth limit exceeded": 1,
+            "JSON parse error, expecting value": 1025,
+            "JSON parse error, stray '\"\ufffd\x01'": 1,
+            "JSON parse error, stray '\ufffd'": 1,  # the mark's 0xFF byte
+        }
+    )
+
+
+@pytest.mark.qemu
+def test_generated_streams_answer_as_qemu_does_live(tmp_path: Path) -> None:
+    """Defect 3, live: a fixed sample of generated streams, every reply equal to QEMU's."""
+    import random
+
+    from robustness import live
+    from robustness.harness import P9, served
+    from robustness.qmp_fuzz import run_case, stream_case
+
+    rng = random.Random(2024)
+    cases = [stream_case(rng) for _ in range(80)]
+    with (
+        live.live_qemu(P9, tmp_path / "q.sock"),
+        served([*P9, "-S"], tmp_path / "e.sock") as emu,
+    ):
+        for case in cases:
+            theirs = run_case(str(tmp_path / "q.sock"), case, 60, marked=True)
+            ours = run_case(str(emu.sock_path), case, 60, marked=True)
+            assert theirs.problems == ours.problems == ()
+            assert live.shape(ours.replies, texts=True) == live.shape(theirs.replies, texts=True)
+
+
+@pytest.mark.qemu
+def test_qemu_answers_a_megabyte_request_whole_when_the_client_waits(tmp_path: Path) -> None:
+    """Defect 6, live: the campaign's 'QEMU answered []' was QEMU cutting its reply at EOF."""
+    from robustness import live
+    from robustness.harness import P9, served
+    from robustness.qmp_fuzz import Case, run_case
+
+    path = b"a" * ((1 << 20) - 100)
+    request = b'{"execute":"qom-get","arguments":{"path":"' + path + b'","property":"x"}}'
+    case = Case("huge-string", (request,))
+    with (
+        live.live_qemu(P9, tmp_path / "q.sock"),
+        served([*P9, "-S"], tmp_path / "e.sock") as emu,
+    ):
+        theirs = run_case(str(tmp_path / "q.sock"), case, 60, marked=True)
+        ours = run_case(str(emu.sock_path), case, 60, marked=True)
+    assert theirs.problems == ()
+    assert theirs.replies[0]["error"]["desc"] == f"Device '{path.decode()}' not found"
+    assert ours.replies == theirs.replies
