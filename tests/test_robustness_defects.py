@@ -546,7 +546,9 @@ def _emulator_lines(conn: Any, data: bytes) -> list[str]:
     return [line for line in lines[:-1] if not line.startswith('{"timestamp": ')]
 
 
-@pytest.mark.parametrize("group", ["utf8", "qom-path", "query-block", "stream"])
+@pytest.mark.parametrize(
+    "group", ["utf8", "qom-path", "query-block", "stream", "command-line-options"]
+)
 def test_replies_equal_the_recorded_qemu_replies(group: str) -> None:
     """Defects 1, 2, 3, 5: every reply line QEMU 7.2 wrote, byte for byte."""
     from machine.monitor.qmp_commands import QmpCommands

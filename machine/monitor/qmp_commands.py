@@ -168,7 +168,7 @@ def query_command_line_options(option: str | None) -> list[dict[str, Any]]:
             {"parameters": [{"name": p, "type": t} for p, t in reversed(params)], "option": name}
         )
     if option is not None and not out:
-        raise QemuError(f"Invalid option name: {option}")
+        raise QemuError(f"invalid option name: {option}")
     return out
 
 

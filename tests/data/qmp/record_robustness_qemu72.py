@@ -100,6 +100,11 @@ def _requests() -> list[tuple[str, str, list[bytes], bytes]]:
                 args["property"] = "type"
             data = json.dumps({"execute": command, "arguments": args}).encode()
             out.append(("qom-path", f"{command} {path!r}", [ADD_CORE1], data))
+    for option in ("x", "nosuch-option"):
+        data = json.dumps(
+            {"execute": "query-command-line-options", "arguments": {"option": option}}
+        ).encode()
+        out.append(("command-line-options", f"query-command-line-options {option!r}", [], data))
     out.append(("query-block", "query-block", [], b'{"execute": "query-block"}'))
     out.append(("query-block", "query-block with id", [], b'{"execute": "query-block", "id": 3}'))
     rng = random.Random(STREAM_SEED)
