@@ -240,3 +240,41 @@ def test_session_replies_match_qemus() -> None:
         assert reply == qemu[-1], name
         compared += 1
     assert compared >= 15
+
+
+def test_reconnecting_drivers_get_qemus_replies() -> None:
+    """Two later embedded virsh processes reconnect and re-read the machine (reconnect.jsonl).
+
+    Each new connection begins with ``qmp_capabilities``; every reply must be
+    QEMU's, since libvirt kills the domain when any of these queries fails.
+    """
+    commands = _session_machine()
+    conn = connected(commands)
+    ask(conn, {"execute": "qmp_capabilities"})
+    events_on = [{"capability": "events", "state": True}]
+    ask(conn, {"execute": "migrate-set-capabilities", "arguments": {"capabilities": events_on}})
+    ask(conn, {"execute": "cont"})
+    compared = connections = 0
+    for request, qemu_messages in exchanges("reconnect.jsonl"):
+        name = request["execute"]
+        if name == "qmp_capabilities":  # a new virsh, a new connection to the same machine
+            conn = connected(commands)
+            commands.control.sinks.append(conn.event)
+            connections += 1
+        qemu = [m for m in qemu_messages if "event" not in m]
+        ours = ask(conn, request)
+        if name == "query-chardev":  # the socket is the runner's (test_libvirt_live)
+            continue
+        if name == "query-cpus-fast":
+            for entry in qemu[-1]["return"] + ours[-1]["return"]:
+                entry.pop("thread-id")
+        if name in ("device_add", "device_del"):
+            commands.control.settle()
+            ours += [json.loads(x) for x in conn.data_to_send().split(b"\r\n") if x]
+        if name == "device_del":
+            deleted = [m["data"] for m in ours if m.get("event") == "DEVICE_DELETED"]
+            assert deleted[-1] == {"device": "vcpu2", "path": "/machine/peripheral/vcpu2"}
+        reply = next(m for m in ours if "event" not in m)
+        assert reply == qemu[-1], name
+        compared += 1
+    assert connections == 2 and compared == 24

@@ -81,6 +81,7 @@ COMMAND_SPECS: tuple[tuple[str, tuple[Arg, ...] | None, bool], ...] = (
     ("query-iothreads", (), True),
     ("query-block", (), True),
     ("query-named-block-nodes", (Arg("flat", _B, True),), True),
+    ("query-jobs", (), True),
 )
 
 
@@ -233,6 +234,7 @@ class QmpCommands:
             "query-iothreads": lambda a: [],
             "query-block": lambda a: [],
             "query-named-block-nodes": lambda a: [],
+            "query-jobs": lambda a: [],
         }
         table = ordered_table(
             [QmpCommand(n, args, handlers[n], returns) for n, args, returns in COMMAND_SPECS],

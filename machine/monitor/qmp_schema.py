@@ -153,6 +153,16 @@ RETURNS: Mapping[str, Ty] = {
     "query-iothreads": arr(obj(("id", "str", False), ("thread-id", "int", False))),
     "query-block": arr(obj(("device", "str", False), ("locked", "bool", False))),
     "query-named-block-nodes": arr(obj(("node-name", "str", False), ("drv", "str", False))),
+    "query-jobs": arr(
+        obj(
+            ("id", "str", False),
+            ("type", "str", False),
+            ("status", "str", False),
+            ("current-progress", "int", False),
+            ("total-progress", "int", False),
+            ("error", "str", True),
+        )
+    ),
 }
 
 #: Arguments of the commands whose marshaller takes them unchecked (``'gen': false``).
