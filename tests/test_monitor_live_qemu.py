@@ -183,6 +183,8 @@ def test_run_states_and_hmp_text_p9(tmp_path: Path) -> None:
         {"execute": "migrate-incoming", "arguments": {"uri": "tcp:127.0.0.1:1"}},
         {"execute": "qom-get", "arguments": {"path": "/machine", "property": "nope"}},
         {"execute": "qom-list", "arguments": {"path": "nope"}},
+        qom_list(""),  # a partial path of no parts matches every object
+        qom_get("", "type"),
         {"execute": "quit"},
     ]
     differential(P9, requests, tmp_path)

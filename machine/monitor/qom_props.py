@@ -523,6 +523,7 @@ class QomView:
         return cur
 
     def _partial(self, node: QomNode, parts: Sequence[str], out: list[QomNode]) -> None:
+        """object_resolve_partial_path: ``parts`` below any object (no parts: every object)."""
         found = self._resolve_from(node, parts)
         if found is not None and all(found.path != m.path for m in out):
             out.append(found)
