@@ -59,7 +59,8 @@ _C_DOUBLES = re.compile(rb"(?<=[:\[,] )(-?inf|-?nan)(?=[,}\]])")
 CASE_TIMEOUT_S = 10.0
 #: Commands whose success changes the machine (a "return" from one re-baselines).
 STATE_CHANGING = frozenset(
-    {"device_add", "device_del", "system_reset", "stop", "cont", "human-monitor-command"}
+    {"device_add", "device_del", "system_reset", "system_powerdown", "stop", "cont"}
+    | {"human-monitor-command"}
 )
 #: Valid-looking values for each argument, so one wrong argument is the only fault.
 GOOD_VALUES: dict[str, Any] = {

@@ -163,6 +163,30 @@ def test_each_virsh_reconnects_to_the_running_domain(root: Path) -> None:
 
 
 @pytest.mark.virsh
+def test_shutdown_the_guest_powers_off(root: Path) -> None:
+    """virsh shutdown -> system_powerdown; the guest powers off, QEMU's SHUTDOWN (guest) makes
+    libvirt end the process (-no-shutdown kept it), and the domain is "shut off (shutdown)"."""
+    xml = root.parent / "hp1.xml"
+    out = virsh_session(
+        root,
+        [
+            f"define {xml}",
+            "start hp1",
+            "shutdown hp1",
+            "event hp1 --event lifecycle --loop --timeout 8",
+            "domstate hp1 --reason",
+        ],
+    )
+    assert out[2] == "Domain 'hp1' is being shutdown"
+    assert out[3].splitlines()[:2] == [
+        "event 'lifecycle' for domain 'hp1': Shutdown Finished after guest request",
+        "event 'lifecycle' for domain 'hp1': Stopped Shutdown",
+    ]
+    assert out[4] == "shut off (shutdown)"
+    assert "shutting down, reason=shutdown" in (root / "log" / "qemu" / "hp1.log").read_text()
+
+
+@pytest.mark.virsh
 def test_libvirt_sees_a_pseries_emulator_with_cpu_hotplug(root: Path) -> None:
     emulator = root.parent / "spapr-emulator"
     [caps] = virsh_session(

@@ -23,6 +23,7 @@ from machine.monitor.control import QUIET_PERIOD_NS, MachineControl, event_messa
 from machine.monitor.hmp import HmpMonitor
 from machine.monitor.migrate_commands import Migration, MigrationStatus
 from machine.monitor.runstate import TRANSITIONS, InvalidTransition, RunState, RunStateMachine
+from rtas.errlog import decode_event_log
 from spapr.errors import QemuError
 
 P9_RUNNING = "-M pseries -cpu POWER9 -smp 2,cores=4,threads=1,maxcpus=4 -m 1G -seed 1".split()
@@ -320,3 +321,32 @@ def test_wall_clock_pacing_runs_the_guest() -> None:
     assert control.machine.sched.now == 50_000_000
     control.advance_to_wall(105.0)  # a long gap runs at most one tick's worth
     assert control.machine.sched.now == 150_000_000
+
+
+@pytest.mark.parametrize("no_shutdown", [True, False])
+def test_system_powerdown_the_guest_powers_off(no_shutdown: bool) -> None:
+    """system_powerdown -> POWERDOWN and an EPOW "system shutdown, normal" log (QEMU's
+    spapr_powerdown_req); Linux's ras_epow_interrupt logs "Power off requested", powers
+    off through RTAS power-off, and QEMU's rtas_power_off raises SHUTDOWN guest-shutdown:
+    -no-shutdown stops the VM (STOP, state shutdown), otherwise the process quits."""
+    control = control_for([*WITH_GUEST, *(["-no-shutdown"] if no_shutdown else [])])
+    guest: LinuxGuest = control.guest
+    assert control.settle() and guest.booted
+    events = recorder(control)
+    control.system_powerdown()
+    epow = decode_event_log(control.machine.events.pending[-1].to_bytes()).epow
+    assert epow is not None  # PAPR: action 3 is system shutdown, modifier 1 normal
+    assert (epow.sensor_value & 0xF, epow.event_modifier & 0xF) == (3, 1)
+    assert [e["event"] for e in events] == ["POWERDOWN"] and "data" not in events[0]
+    assert control.query_status()["status"] == "running"
+    sched = control.machine.sched
+    sched.run_until(sched.now + 1_000_000_000)  # orderly_poweroff takes its time
+    names = [e["event"] for e in events]
+    assert names == ["POWERDOWN", "SHUTDOWN", *(["STOP"] if no_shutdown else [])]
+    assert events[1]["data"] == {"guest": True, "reason": "guest-shutdown"}
+    assert control.quit_requested is not no_shutdown
+    if no_shutdown:
+        assert control.query_status() == {"running": False, "singlestep": False,
+                                          "status": "shutdown"}  # fmt: skip
+    dmesg = "\n".join(guest.dmesg())
+    assert "Power off requested" in dmesg and "reboot: Power down" in dmesg

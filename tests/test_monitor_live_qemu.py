@@ -190,6 +190,24 @@ def test_run_states_and_hmp_text_p9(tmp_path: Path) -> None:
     differential(P9, requests, tmp_path)
 
 
+def test_powerdown_and_jobs_without_an_os_p9(tmp_path: Path) -> None:
+    """system_powerdown: POWERDOWN at once, in prelaunch too; with no OS nothing answers the
+    EPOW request, so the machine runs on. query-jobs (libvirt's reconnection) is empty."""
+    requests = [
+        {"execute": "system_powerdown"},
+        {"execute": "query-status"},
+        {"execute": "cont"},
+        {"execute": "system_powerdown"},
+        hmp("system_powerdown"),
+        hmp("help system_powerdown"),
+        {"execute": "query-status"},
+        {"execute": "query-jobs"},
+        {"execute": "system_powerdown", "arguments": {"now": True}},
+        {"execute": "quit"},
+    ]
+    differential(P9, requests, tmp_path)
+
+
 def test_incoming_defer_behaves_like_the_command_line(tmp_path: Path) -> None:
     requests = [
         {"execute": "query-status"},

@@ -761,6 +761,16 @@ class PseriesMachine:
             self.reset()
             self.emit_event("RESET", {"guest": reason.startswith("guest"), "reason": reason})
 
+    def system_powerdown(self) -> None:
+        """The machine's part of system_powerdown (spapr_powerdown_req): queue the EPOW
+        power-off request (system shutdown, normal) and pulse the EPOW source.
+
+        The monitor emits POWERDOWN first; the guest decides what happens next (Linux
+        powers off through RTAS ``power-off``, which raises SHUTDOWN).
+        """
+        with self._host_operation("system_powerdown", {}, journal=True):
+            self.events.queue_epow_shutdown()
+
     def query_hotpluggable_cpus(self) -> list[dict[str, Any]]:
         """Every slot, highest core-id first, props node-id and core-id, qom-path if filled."""
         if not self.setup.machine.has_hotpluggable_cpus:

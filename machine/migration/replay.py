@@ -123,7 +123,9 @@ SOURCE_OPTIONS = frozenset({"guest"})
 #: Spellings of one option.
 _OPTION_ALIASES = {"machine": "M"}
 #: Journal commands a replay understands.
-_REPLAYED = frozenset({"device_add", "device_del", "system_reset", INCOMING_ENTRY})
+_REPLAYED = frozenset(
+    {"device_add", "device_del", "system_reset", "system_powerdown", INCOMING_ENTRY}
+)
 
 
 # --------------------------------------------------------------------------
@@ -490,6 +492,8 @@ def _replay_entry(machine: PseriesMachine, entry: JournalEntry) -> None:
             machine.device_del(str(args.get("id")))
         elif entry.command == "system_reset":
             machine.system_reset(str(args.get("reason", "host-qmp-system-reset")))
+        elif entry.command == "system_powerdown":
+            machine.system_powerdown()
         elif entry.command == INCOMING_ENTRY:
             _incoming(machine, args)
         else:

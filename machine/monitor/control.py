@@ -311,6 +311,12 @@ class MachineControl:
         self.view.sync()
         self._maybe_boot()
 
+    def system_powerdown(self) -> None:
+        """system_powerdown: POWERDOWN now (even in prelaunch), then the board's EPOW request."""
+        self.emit("POWERDOWN", None)
+        self.machine.system_powerdown()
+        self.view.sync()
+
     def quit(self) -> None:
         """quit: SHUTDOWN (host-qmp-quit); the transports then close and the process exits."""
         self.machine.emit_event("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})

@@ -128,6 +128,9 @@ HMP_COMMANDS: tuple[HmpCommand, ...] = tuple(
             HmpCommand("cont|c", "", "", "resume emulation", "cont"),
             HmpCommand("system_reset", "", "", "reset the system", "system_reset"),
             HmpCommand(
+                "system_powerdown", "", "", "send system power down event", "system_powerdown"
+            ),
+            HmpCommand(
                 "device_add",
                 "device:O",
                 "driver[,prop=value][,...]",
@@ -437,6 +440,9 @@ class HmpMonitor:
 
     def cmd_system_reset(self, args: dict[str, Any]) -> None:
         self.control.system_reset()
+
+    def cmd_system_powerdown(self, args: dict[str, Any]) -> None:
+        self.control.system_powerdown()
 
     def cmd_device_add(self, args: dict[str, Any]) -> None:
         driver = args.get("driver")

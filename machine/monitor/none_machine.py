@@ -96,6 +96,8 @@ class NoneMachineCommands:
             "query-iothreads": lambda a: [],
             "query-block": lambda a: [],
             "query-named-block-nodes": lambda a: [],
+            "query-jobs": lambda a: [],
+            "system_powerdown": lambda a: host.emit("POWERDOWN"),  # no board to notify
         }
         no_board = _refuse("with -machine none there is no board to act on (not modeled)")
         self.table: dict[str, QmpCommand] = {

@@ -175,6 +175,7 @@ UNCHECKED_ARGS: Mapping[str, Ty] = {
 EVENTS: Mapping[str, Ty] = {
     "SHUTDOWN": obj(("guest", "bool", False), ("reason", _SHUTDOWN_CAUSE, False)),
     "RESET": obj(("guest", "bool", False), ("reason", _SHUTDOWN_CAUSE, False)),
+    "POWERDOWN": EMPTY,
     "STOP": EMPTY,
     "RESUME": EMPTY,
     "DEVICE_DELETED": obj(("device", "str", True), ("path", "str", False)),
