@@ -1098,7 +1098,7 @@ class Kernel:
         """cpu_down: have the CPU's stopper take it down, then wait for it to stop."""
         if not target.online:
             return 0
-        if self.num_online_cpus() == 1:
+        if self.num_online_cpus() == 1 or self.misbehavior.refuse_unplug:
             return -EBUSY
         target.state = CpuState.DYING
         target.reported_dead = False

@@ -60,6 +60,10 @@ class Misbehavior:
 
     #: Never answer REMOVE events (take the interrupt, drop the request).
     ignore_unplug: bool = False
+    #: Refuse every REMOVE: no CPU can be taken offline (cpu_down fails with -EBUSY), so
+    #: Linux gives the DRC back (unisolates it), which QEMU reports as
+    #: DEVICE_UNPLUG_GUEST_ERROR.
+    refuse_unplug: bool = False
     #: Stop a configure-connector walk after this many calls, leaving the DRC isolated.
     abandon_configure_after: int | None = attrs.field(default=None)
     #: Call DR services with wrong indices.

@@ -350,3 +350,22 @@ def test_system_powerdown_the_guest_powers_off(no_shutdown: bool) -> None:
                                           "status": "shutdown"}  # fmt: skip
     dmesg = "\n".join(guest.dmesg())
     assert "Power off requested" in dmesg and "reboot: Power down" in dmesg
+
+
+def test_a_guest_refusing_unplug_gives_the_drc_back() -> None:
+    """-guest linux+refuse-unplug: cpu_down fails (-EBUSY), Linux's dlpar_cpu_remove logs
+    "Failed to offline CPU" and unisolates the DRC; QEMU 7.2's drc_unisolate_logical
+    then emits DEVICE_UNPLUG_GUEST_ERROR and the core stays."""
+    control = control_for([*P9_RUNNING, "-guest", "linux+refuse-unplug"])
+    guest: LinuxGuest = control.guest
+    assert control.settle()
+    control.device_add({"driver": "power9_v2.0-spapr-cpu-core", "id": "core2", "core-id": 2})
+    assert control.settle() and guest.online_cpus() == [0, 1, 2]
+    events = recorder(control)
+    control.device_del("core2")
+    control.settle()
+    assert [(e["event"], e["data"]) for e in events] == [
+        ("DEVICE_UNPLUG_GUEST_ERROR", {"device": "core2", "path": "/machine/peripheral/core2"})
+    ]
+    assert guest.online_cpus() == [0, 1, 2]
+    assert any("Failed to offline CPU" in line for line in guest.dmesg())

@@ -10,6 +10,8 @@ reference guest from ``guest/`` in its place. ``-guest`` chooses the guest:
 ``manual``           no reference guest: the person at the HMP prompt is the guest and
                      makes its RTAS calls (``rtas``, see ``machine.board.manual_guest``)
 ``ignore-unplug``    Linux that never answers an unplug request
+``refuse-unplug``    Linux that refuses every unplug (no CPU goes offline; the DRC is
+                     given back, QEMU's DEVICE_UNPLUG_GUEST_ERROR)
 ``abandon-configure=K``  Linux that stops a configure-connector walk after K calls
 ``wrong-indices``    Linux that calls DR services with wrong DRC indexes and ids
 
@@ -69,7 +71,7 @@ def parse_guest_option(text: str | None) -> GuestChoice:
     if text == "manual":
         return GuestChoice(mode=None, manual=True)
     mode: GuestMode | None = GuestMode.IN_KERNEL_DLPAR
-    ignore_unplug = False
+    ignore_unplug = refuse_unplug = False
     abandon: int | None = None
     wrong: WrongIndices | None = None
     timing = GuestTiming()
@@ -90,6 +92,8 @@ def parse_guest_option(text: str | None) -> GuestChoice:
             )
         elif key == "ignore-unplug" and not value:
             ignore_unplug = True
+        elif key == "refuse-unplug" and not value:
+            refuse_unplug = True
         elif key == "abandon-configure" and value.isdigit():
             abandon = int(value)
         elif key == "wrong-indices" and not value:
@@ -101,11 +105,14 @@ def parse_guest_option(text: str | None) -> GuestChoice:
         else:
             raise QemuError(
                 f"invalid -guest value '{part}' (use linux, drmgr, none, manual, ignore-unplug, "
-                "abandon-configure=K, wrong-indices, event-scan=on|off, xive=on|off; "
+                "refuse-unplug, abandon-configure=K, wrong-indices, event-scan=on|off, xive=on|off; "
                 "combine with '+')",
                 location=f"-guest {text}",
             )
     misbehavior = Misbehavior(
-        ignore_unplug=ignore_unplug, abandon_configure_after=abandon, wrong_indices=wrong
+        ignore_unplug=ignore_unplug,
+        refuse_unplug=refuse_unplug,
+        abandon_configure_after=abandon,
+        wrong_indices=wrong,
     )
     return GuestChoice(mode, misbehavior, timing, xive_off=xive_off)

@@ -177,8 +177,8 @@ PROJECT_OPTIONS: tuple[OptionHelp, ...] = (
         "-guest KIND     the reference guest: linux (default), drmgr (rtas_errd + drmgr),",
         "                none (no OS, as QEMU sitting in SLOF), manual (no guest runs:",
         "                you are the guest at the HMP prompt, see 'help rtas'), or linux",
-        "                with +ignore-unplug, +abandon-configure=K, +wrong-indices,",
-        "                +event-scan=off",
+        "                with +ignore-unplug, +refuse-unplug, +abandon-configure=K,",
+        "                +wrong-indices, +event-scan=off",
     ),
     _entry(
         "scenario",
