@@ -369,3 +369,13 @@ def test_a_guest_refusing_unplug_gives_the_drc_back() -> None:
     ]
     assert guest.online_cpus() == [0, 1, 2]
     assert any("Failed to offline CPU" in line for line in guest.dmesg())
+
+
+def test_info_cpus_names_the_threads_query_cpus_fast_names() -> None:
+    """QEMU's hmp_info_cpus prints query-cpus-fast's thread-id (seen live: both said 8601 for
+    CPU #0 of a libvirt domain); with the runner's host thread known, both name it."""
+    control = control_for(P9_RUNNING)
+    control.host_thread_id = 4242
+    text = HmpMonitor(control).execute("info cpus")
+    assert [c["thread-id"] for c in control.query_cpus_fast()] == [4242, 4242]
+    assert text == "* CPU #0: thread_id=4242\n  CPU #1: thread_id=4242\n"

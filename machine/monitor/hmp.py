@@ -474,7 +474,7 @@ class HmpMonitor:
         current = self._current_cpu()
         machine = self.control.machine
         manual = machine.guest if isinstance(machine.guest, ManualGuest) else None
-        for cpu in machine.query_cpus_fast():
+        for cpu in self.control.query_cpus_fast():  # QEMU's hmp_info_cpus reads query-cpus-fast
             mark = "*" if cpu["cpu-index"] == current else " "
             line = f"{mark} CPU #{cpu['cpu-index']}: thread_id={cpu['thread-id']}"
             if manual is not None:  # the project's note: QEMU 7.2 prints no thread state
