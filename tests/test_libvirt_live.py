@@ -10,6 +10,7 @@ driver reconnects to the running domain and re-reads it, and kills it if a query
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -258,6 +259,53 @@ def test_a_guest_that_keeps_its_cpu_fails_setvcpus(root: Path, guest: str, error
         ],
     )
     assert out == ["3", "0-2", "Domain 'hp2' destroyed"]
+
+
+#: query-hotpluggable-cpus after `setvcpus 3` on the two-cell domain, from real QEMU 7.2
+#: under libvirt 9.0 (same XML, <emulator> qemu-system-ppc64).
+QEMU_NUMA_SLOTS = [
+    {"props": {"core-id": 3, "node-id": 1}, "vcpus-count": 1,
+     "type": "power9_v2.0-spapr-cpu-core"},
+    {"props": {"core-id": 2, "node-id": 1}, "vcpus-count": 1,
+     "qom-path": "/machine/peripheral/vcpu2", "type": "power9_v2.0-spapr-cpu-core"},
+    {"props": {"core-id": 1, "node-id": 0}, "vcpus-count": 1,
+     "qom-path": "/machine/unattached/device[2]", "type": "power9_v2.0-spapr-cpu-core"},
+    {"props": {"core-id": 0, "node-id": 0}, "vcpus-count": 1,
+     "qom-path": "/machine/unattached/device[1]", "type": "power9_v2.0-spapr-cpu-core"},
+]  # fmt: skip
+
+
+@pytest.mark.virsh
+def test_numa_cells_place_the_added_core(root: Path) -> None:
+    """<numa> cells become -numa node,nodeid=N,cpus=...,memdev=ram-nodeN (one memory
+    backend each, as libvirt wrote them for QEMU); setvcpus adds core 2 in node 1."""
+    xml = (
+        (root.parent / "hp1.xml")
+        .read_text()
+        .replace(
+            "threads='1'/></cpu>",
+            "threads='1'/>\n    <numa><cell id='0' cpus='0-1' memory='512' unit='MiB'/>"
+            "<cell id='1' cpus='2-3' memory='512' unit='MiB'/></numa></cpu>",
+        )
+    )
+    path = root.parent / "numa.xml"
+    path.write_text(xml)
+    out = virsh_session(
+        root,
+        [
+            f"define {path}",
+            "start hp1",
+            "setvcpus hp1 3 --live",
+            'qemu-monitor-command hp1 \'{"execute":"query-hotpluggable-cpus"}\'',
+        ],
+    )
+    assert json.loads(out[3])["return"] == QEMU_NUMA_SLOTS
+    log = (root / "log" / "qemu" / "hp1.log").read_text()
+    assert "-numa node,nodeid=1,cpus=2-3,memdev=ram-node1" in log
+    online_when_settled(root, "hp1", "0-2")
+    [numa, _] = virsh_session(root, ["qemu-monitor-command hp1 --hmp 'guest numactl -H'",
+                                     "destroy hp1"])  # fmt: skip
+    assert "node 0 cpus: 0 1" in numa and "node 1 cpus: 2" in numa
 
 
 @pytest.mark.virsh
