@@ -105,8 +105,8 @@ def parse_guest_option(text: str | None) -> GuestChoice:
         else:
             raise QemuError(
                 f"invalid -guest value '{part}' (use linux, drmgr, none, manual, ignore-unplug, "
-                "refuse-unplug, abandon-configure=K, wrong-indices, event-scan=on|off, xive=on|off; "
-                "combine with '+')",
+                "refuse-unplug, abandon-configure=K, wrong-indices, event-scan=on|off, "
+                "xive=on|off; combine with '+')",
                 location=f"-guest {text}",
             )
     misbehavior = Misbehavior(
