@@ -22,6 +22,7 @@ import pytest
 from test_monitor_live_qemu import real_qemu
 from test_qmp_harness import P8E, emulator, qmp_client
 
+from conformance import EmulatorSession
 from machine.board.build import build_machine
 from machine.board.journal import Journal
 from machine.cli.main import main
@@ -661,3 +662,43 @@ def test_qemu_answers_a_megabyte_request_whole_when_the_client_waits(tmp_path: P
     assert theirs.problems == ()
     assert theirs.replies[0]["error"]["desc"] == f"Device '{path.decode()}' not found"
     assert ours.replies == theirs.replies
+
+
+#: migrate-set-capabilities arguments and QEMU 7.2's replies, recorded live from
+#: qemu-system-ppc64 7.2.22 (-M pseries -cpu POWER9 -nodefaults -S) on 2026-12-07.
+CAPABILITY_ERRORS_QEMU72 = [
+    ({"capabilities": [{"capability": "foo", "state": True}]},
+     "Parameter 'capability' does not accept value 'foo'"),
+    ({"capabilities": [{"state": True}]}, "Parameter 'capabilities[0].capability' is missing"),
+    ({"capabilities": [{"capability": "events"}]}, "Parameter 'capabilities[0].state' is missing"),
+    ({"capabilities": [{"capability": 5, "state": True}]},
+     "Invalid parameter type for 'capabilities[0].capability', expected: string"),
+    ({"capabilities": [{"capability": "events", "state": True},
+                       {"capability": "xbzrle", "state": "no"}]},
+     "Invalid parameter type for 'capabilities[1].state', expected: boolean"),
+    ({"capabilities": [{"capability": "events", "state": True, "z": 1}]},
+     "Parameter 'capabilities[0].z' is unexpected"),
+    ({}, "Parameter 'capabilities' is missing"),
+    ({"capabilities": [{"capability": "events", "state": "x"}]},
+     "Invalid parameter type for 'capabilities[0].state', expected: boolean"),
+    ({"capabilities": [5]}, "Invalid parameter type for 'capabilities[0]', expected: object"),
+    ({"capabilities": 5, "extra": 1}, "Invalid parameter type for 'capabilities', expected: array"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("arguments", "desc"), CAPABILITY_ERRORS_QEMU72)
+def test_migrate_set_capabilities_names_the_member_as_qemu_does(
+    arguments: dict[str, object], desc: str
+) -> None:
+    """Campaign, area 1 (long run, live): QEMU's marshaller visits the capability list
+    element by element and names the member's path ('capabilities[1].state'), and a
+    declared member's type error comes before an unexpected extra one; the emulator
+    checked the list by hand and named neither."""
+    session = EmulatorSession(
+        "-M pseries -cpu POWER9 -smp 1,maxcpus=2 -m 1G -nodefaults -S".split()
+    )
+    reply = session.execute({"execute": "migrate-set-capabilities", "arguments": arguments})
+    assert reply.response == {"error": {"class": "GenericError", "desc": desc}}
+    ok = {"capabilities": [{"capability": "events", "state": True}]}
+    reply = session.execute({"execute": "migrate-set-capabilities", "arguments": ok})
+    assert reply.response == {"return": {}}  # the machine carries on

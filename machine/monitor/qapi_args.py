@@ -27,7 +27,10 @@ class ArgType(enum.Enum):
     STR = "str"
     INT = "int"
     BOOL = "bool"
+    ENUM = "enum"
     ENUM_LIST = "enum-list"
+    #: A list of structs (``members``), e.g. migrate-set-capabilities' capabilities.
+    STRUCT_LIST = "struct-list"
     ANY = "any"
 
 
@@ -38,8 +41,10 @@ class Arg:
     name: str
     type: ArgType
     optional: bool = False
-    #: Allowed values of an enum (for ENUM_LIST).
+    #: Allowed values of an enum (for ENUM and ENUM_LIST).
     values: tuple[str, ...] = ()
+    #: The members of each struct of a STRUCT_LIST, in schema order.
+    members: tuple[Arg, ...] = ()
 
 
 def missing(name: str) -> QemuError:
@@ -65,6 +70,7 @@ def is_int64(value: Any) -> bool:
 
 
 def _check(name: str, arg: Arg, value: Any) -> Any:
+    """One member's value; ``name`` is its path in the arguments (``capabilities[0].state``)."""
     if arg.type is ArgType.STR:
         if not isinstance(value, str):
             raise invalid_type(name, "string")
@@ -77,6 +83,23 @@ def _check(name: str, arg: Arg, value: Any) -> Any:
         if not isinstance(value, bool):
             raise invalid_type(name, "boolean")
         return value
+    if arg.type is ArgType.ENUM:
+        if not isinstance(value, str):
+            raise invalid_type(name, "string")
+        if value not in arg.values:
+            # QEMU 7.2 names the member here, not its path (seen live: 'capability').
+            raise QemuError(f"Parameter '{arg.name}' does not accept value '{value}'")
+        return value
+    if arg.type is ArgType.STRUCT_LIST:
+        if not isinstance(value, list):
+            raise invalid_type(name, "array")
+        structs = []
+        for i, item in enumerate(value):
+            item_name = f"{name}[{i}]"
+            if not isinstance(item, dict):
+                raise invalid_type(item_name, "object")
+            structs.append(_visit_struct(item, arg.members, f"{item_name}."))
+        return structs
     if arg.type is ArgType.ENUM_LIST:
         if not isinstance(value, list):
             raise invalid_type(name, "array")
@@ -95,16 +118,21 @@ def _check(name: str, arg: Arg, value: Any) -> Any:
 
 def visit_arguments(args: Mapping[str, Any], schema: Sequence[Arg]) -> dict[str, Any]:
     """Check ``args`` against ``schema``; the accepted values, or QemuError with QEMU's text."""
+    return _visit_struct(args, schema, "")
+
+
+def _visit_struct(args: Mapping[str, Any], schema: Sequence[Arg], prefix: str) -> dict[str, Any]:
+    """Members in schema order, then the leftovers; ``prefix`` is the struct's path + "."."""
     unvisited = GHashTableModel.from_keys(qdict_keys(dict(args)))
     out: dict[str, Any] = {}
     for arg in schema:
         if arg.name not in args:
             if arg.optional:
                 continue
-            raise missing(arg.name)
+            raise missing(prefix + arg.name)
         unvisited.remove(arg.name)
-        out[arg.name] = _check(arg.name, arg, args[arg.name])
+        out[arg.name] = _check(prefix + arg.name, arg, args[arg.name])
     leftover = unvisited.keys()
     if leftover:
-        raise QemuError(f"Parameter '{leftover[0]}' is unexpected")
+        raise QemuError(f"Parameter '{prefix}{leftover[0]}' is unexpected")
     return out

@@ -114,7 +114,7 @@ def introspection_commands(
     migration_caps: dict[str, bool],
 ) -> list[QmpCommand]:
     """The commands that describe the emulator itself (the same under every machine)."""
-    s, b, any_ = ArgType.STR, ArgType.BOOL, ArgType.ANY
+    s, b = ArgType.STR, ArgType.BOOL
 
     def set_caps(args: dict[str, Any]) -> None:
         set_migration_capabilities(migration_caps, args.get("capabilities"))
@@ -150,7 +150,7 @@ def introspection_commands(
             (),
             lambda a: [{"state": v, "capability": k} for k, v in migration_caps.items()],
         ),
-        QmpCommand("migrate-set-capabilities", (Arg("capabilities", any_),), set_caps, False),
+        QmpCommand("migrate-set-capabilities", (CAPABILITY_LIST,), set_caps, False),
     ]
 
 
@@ -174,19 +174,23 @@ def query_command_line_options(option: str | None) -> list[dict[str, Any]]:
     return out
 
 
+#: migrate-set-capabilities' argument: a MigrationCapabilityStatus list, visited as
+#: QEMU's marshaller does (errors name the element: 'capabilities[1].state').
+CAPABILITY_LIST = Arg(
+    "capabilities",
+    ArgType.STRUCT_LIST,
+    members=(
+        Arg("capability", ArgType.ENUM, values=tuple(introspect.MIGRATION_CAPABILITIES)),
+        Arg("state", ArgType.BOOL),
+    ),
+)
+
+
 def set_migration_capabilities(caps: dict[str, bool], value: Any) -> None:
-    """``migrate-set-capabilities``: only ``events`` is modeled; others are refused."""
-    if not isinstance(value, list):
-        raise QemuError("Invalid parameter type for 'capabilities', expected: array")
+    """``migrate-set-capabilities`` once visited: only ``events`` is modeled; others are refused."""
     wanted: dict[str, bool] = {}
     for item in value:
-        if not isinstance(item, dict) or set(item) != {"capability", "state"}:
-            raise QemuError("Invalid parameter type for 'capabilities', expected: object")
         name, state = item["capability"], item["state"]
-        if name not in caps:
-            raise QemuError(f"Parameter 'capability' does not accept value '{name}'")
-        if not isinstance(state, bool):
-            raise QemuError("Invalid parameter type for 'state', expected: boolean")
         if state and name not in introspect.SETTABLE_MIGRATION_CAPABILITIES:
             raise QemuError(f"migration capability '{name}' is not modeled by this emulator")
         wanted[name] = state

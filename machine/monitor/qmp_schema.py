@@ -165,7 +165,10 @@ RETURNS: Mapping[str, Ty] = {
     ),
 }
 
-#: Arguments of the commands whose marshaller takes them unchecked (``'gen': false``).
+#: Arguments written out here rather than derived from the command table: those of the
+#: commands whose marshaller takes them unchecked (``'gen': false``), and
+#: migrate-set-capabilities' list of structs (the table's Arg visits it; its schema
+#: type is this one).
 UNCHECKED_ARGS: Mapping[str, Ty] = {
     "device_add": obj(("driver", "str", False), ("bus", "str", True), ("id", "str", True)),
     "migrate-set-capabilities": obj(("capabilities", arr(_CAPABILITY_STATE), False)),
@@ -252,7 +255,10 @@ def build_schema(commands: Iterable[tuple[str, Sequence[Arg] | None]]) -> list[d
     head: list[dict[str, Any]] = []
     b.ref(EMPTY)
     for name, args in commands:
-        arg_ty = args_type(args) if args is not None else UNCHECKED_ARGS.get(name, EMPTY)
+        if name in UNCHECKED_ARGS:
+            arg_ty = UNCHECKED_ARGS[name]
+        else:
+            arg_ty = args_type(args) if args is not None else EMPTY
         entity = {"name": name, "ret-type": b.ref(RETURNS.get(name, EMPTY)), "meta-type": "command"}
         entity["arg-type"] = b.ref(arg_ty)
         head.append(entity)
