@@ -20,12 +20,12 @@ from machine.monitor.qmp_commands import (
     Handler,
     MonitorHost,
     QmpCommand,
+    TableCommands,
     introspection_commands,
     new_migration_caps,
     ordered_table,
     version_info,
 )
-from machine.monitor.qmp_schema import build_schema
 from spapr.errors import QemuError
 
 
@@ -75,7 +75,7 @@ def _not_here(args: dict[str, Any]) -> Any:
     raise AssertionError("answered by the protocol layer")
 
 
-class NoneMachineCommands:
+class NoneMachineCommands(TableCommands):
     """The QMP command table of ``-machine none`` (same names and arguments as a board's)."""
 
     def __init__(self, host: NoneMachineHost) -> None:
@@ -112,28 +112,6 @@ class NoneMachineCommands:
     def host(self) -> MonitorHost:
         """The process, as the transports see it."""
         return self._host
-
-    def schema(self) -> list[dict[str, Any]]:
-        """``query-qmp-schema``: the same as under any machine."""
-        return build_schema((c.name, c.args) for c in self.table.values())
-
-    def names(self) -> list[str]:
-        """query-commands order (newest first)."""
-        return list(reversed(self.table))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.table
-
-    def execute(self, name: str, args: Mapping[str, Any]) -> Any:
-        """Run a command; its return value, or QemuError."""
-        from machine.monitor.qapi_args import visit_arguments
-
-        cmd = self.table.get(name)
-        if cmd is None:
-            raise QemuError(f"The command {name} has not been found", "CommandNotFound")
-        checked = dict(args) if cmd.args is None else visit_arguments(args, cmd.args)
-        result = cmd.handler(checked)
-        return result if cmd.returns else {}
 
 
 __all__ = ["NoneMachineCommands", "NoneMachineHost"]

@@ -208,7 +208,37 @@ def version_info() -> dict[str, Any]:
     return {"qemu": {"major": major, "minor": minor, "micro": micro}, "package": PACKAGE}
 
 
-class QmpCommands:
+class TableCommands:
+    """A QMP command table and how a request runs through it (the marshaller's part);
+    what :class:`CommandTable` asks for, but the ``host``.
+
+    Subclasses fill :attr:`table` (name -> :class:`QmpCommand`, registration order).
+    """
+
+    table: dict[str, QmpCommand]
+
+    def schema(self) -> list[dict[str, Any]]:
+        """``query-qmp-schema``: this table's commands, QEMU's format."""
+        return build_schema((c.name, c.args) for c in self.table.values())
+
+    def names(self) -> list[str]:
+        """query-commands order (QEMU prepends each registered command)."""
+        return list(reversed(self.table))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.table
+
+    def execute(self, name: str, args: Mapping[str, Any]) -> Any:
+        """Run a command; its return value (None means ``{}``), or QemuError."""
+        cmd = self.table.get(name)
+        if cmd is None:
+            raise QemuError(f"The command {name} has not been found", "CommandNotFound")
+        checked = dict(args) if cmd.args is None else visit_arguments(args, cmd.args)
+        result = cmd.handler(checked)
+        return result if cmd.returns else {}
+
+
+class QmpCommands(TableCommands):
     """The commands every QMP connection of one machine shares."""
 
     def __init__(
@@ -254,26 +284,6 @@ class QmpCommands:
     def host(self) -> MonitorHost:
         """The machine's control, as the transports see it."""
         return self.control
-
-    def schema(self) -> list[dict[str, Any]]:
-        """``query-qmp-schema``: this table's commands, QEMU's format."""
-        return build_schema((c.name, c.args) for c in self.table.values())
-
-    def names(self) -> list[str]:
-        """query-commands order (QEMU prepends each registered command)."""
-        return list(reversed(self.table))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.table
-
-    def execute(self, name: str, args: Mapping[str, Any]) -> Any:
-        """Run a command; its return value (None means ``{}``), or QemuError."""
-        cmd = self.table.get(name)
-        if cmd is None:
-            raise QemuError(f"The command {name} has not been found", "CommandNotFound")
-        checked = dict(args) if cmd.args is None else visit_arguments(args, cmd.args)
-        result = cmd.handler(checked)
-        return result if cmd.returns else {}
 
     # ------------------------------------------------------------ handlers
 
