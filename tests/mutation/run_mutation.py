@@ -12,12 +12,21 @@ Usage (from the repository root, with the project's venv)::
 
     .venv/bin/python tests/mutation/run_mutation.py                 # fdt and rtas
     .venv/bin/python tests/mutation/run_mutation.py --package fdt   # one package
+    .venv/bin/python tests/mutation/run_mutation.py --package spapr --workdir /tmp/mut-spapr
     .venv/bin/python tests/mutation/run_mutation.py --survivors     # + their diffs
     .venv/bin/python tests/mutation/run_mutation.py 'fdt._dts.*'    # only these mutants
 
-Mutant names (or globs, as ``mutmut run`` takes them) restrict the run; the other
-mutants are then "not checked" and left out of the score, which then covers only
-the mutants that ran.
+Each package has a ``[package:NAME]`` section in ``mutmut.cfg``: the modules mutated
+(``modules``, mutmut's ``only_mutate``), optionally the functions of them measured
+(``mutants``, name globs) and the test files it adds to the selection (``tests``).
+Mutant names (or globs, as ``mutmut run`` takes them) on the command line restrict
+the run further; the other mutants are then "not checked" and left out of the
+score, which then covers only the mutants that ran. Two runs at once need two
+``--workdir``s.
+
+``--reuse`` keeps the scratch copy's mutants and results and refreshes only
+``tests/``: after adding tests, rerun the survivors (by name) without mutating and
+tracing everything again. (After a change to the measured code, run afresh.)
 
 The score of a package is (killed + timed out) / mutants that ran: a mutant that
 no selected test reaches ("no tests") counts as a survivor, not as excluded.
@@ -27,12 +36,14 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import fnmatch
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -59,31 +70,62 @@ def tree_files(repo: Path) -> list[Path]:
     return [p for p in paths if (repo / p).is_file() and not SKIP_PARTS.intersection(p.parts)]
 
 
-def copy_tree(repo: Path, workdir: Path) -> None:
-    """Replace ``workdir`` by a copy of the work tree's files."""
-    if workdir.exists():
+def copy_tree(repo: Path, workdir: Path, *, only: str | None = None) -> None:
+    """Replace ``workdir`` by a copy of the work tree's files (or refresh the ``only`` folder)."""
+    if only is None and workdir.exists():
         shutil.rmtree(workdir)
     for rel in tree_files(repo):
+        if only is not None and rel.parts[0] != only:
+            continue
         target = workdir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, target)
 
 
+def read_config() -> configparser.ConfigParser:
+    """``mutmut.cfg`` (UTF-8: mutmut's method names contain ``ǁ``)."""
+    parser = configparser.ConfigParser()
+    with open(CONFIG, encoding="utf-8") as f:
+        parser.read_file(f)
+    return parser
+
+
+def package_names(parser: configparser.ConfigParser) -> list[str]:
+    """The packages ``mutmut.cfg`` has a ``[package:NAME]`` section for."""
+    return [s.split(":", 1)[1] for s in parser.sections() if s.startswith("package:")]
+
+
+def package_scope(parser: configparser.ConfigParser, package: str) -> list[str]:
+    """Mutant-name globs of what a package measures (all its mutants by default)."""
+    return parser[f"package:{package}"].get("mutants", f"{package}.*").split()
+
+
 def write_setup_cfg(workdir: Path, packages: list[str]) -> list[str]:
     """Write the scratch copy's setup.cfg; return the expanded test selection."""
-    parser = configparser.ConfigParser()
-    parser.read(CONFIG)
+    parser = read_config()
     section = parser["mutmut"]
+    patterns = section["pytest_add_cli_args_test_selection"].split()
+    only_mutate: list[str] = []
+    for package in packages:
+        extra = parser[f"package:{package}"]
+        patterns += extra.get("tests", "").split()
+        only_mutate += extra.get("modules", f"{package}/*").split()
     tests: list[str] = []
-    for pattern in section["pytest_add_cli_args_test_selection"].split():
+    for pattern in patterns:
         matches = sorted(str(p.relative_to(workdir)) for p in workdir.glob(pattern))
         if not matches:
             raise SystemExit(f"mutation: test pattern {pattern!r} matches no file")
         tests += [m for m in matches if m not in tests]
     section["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
     section["source_paths"] = "\n" + "\n".join(f"{p}/" for p in packages)
-    with open(workdir / "setup.cfg", "w") as f:
-        parser.write(f)
+    section["only_mutate"] = "\n" + "\n".join(only_mutate)
+    section["also_copy"] = "\n" + "\n".join(
+        p for p in section["also_copy"].split() if p.rstrip("/") not in packages
+    )
+    out = configparser.ConfigParser()
+    out["mutmut"] = section
+    with open(workdir / "setup.cfg", "w", encoding="utf-8") as f:
+        out.write(f)
     return tests
 
 
@@ -104,11 +146,11 @@ def results(mutmut: Path, workdir: Path) -> dict[str, str]:
     return statuses
 
 
-def score_by_package(statuses: dict[str, str]) -> dict[str, dict[str, object]]:
-    """Per top-level package: counts by status and the score in percent."""
+def score_by_package(statuses: dict[str, str], depth: int = 1) -> dict[str, dict[str, object]]:
+    """Per package (``depth`` 1) or module (2): counts by status and the score in percent."""
     by_package: dict[str, Counter[str]] = {}
     for name, status in statuses.items():
-        by_package.setdefault(name.split(".")[0], Counter())[status] += 1
+        by_package.setdefault(".".join(name.split(".")[:depth]), Counter())[status] += 1
     report: dict[str, dict[str, object]] = {}
     for package, counts in sorted(by_package.items()):
         ran = sum(n for s, n in counts.items() if s not in NOT_RUN)
@@ -129,10 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--package",
         action="append",
-        choices=["fdt", "rtas", "spapr", "guest"],
+        choices=package_names(read_config()),
         help="package to mutate (repeatable; default: fdt and rtas)",
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the scratch copy, refresh only tests/"
+    )
     parser.add_argument(
         "--max-children", type=int, default=min(2, os.cpu_count() or 1), help="parallel mutants"
     )
@@ -147,23 +192,43 @@ def main(argv: list[str] | None = None) -> int:
     if not mutmut.exists():
         raise SystemExit(f"mutation: {mutmut} not found; install the pinned mutmut into the venv")
 
-    copy_tree(REPO, workdir)
+    if args.reuse and (workdir / "mutants").is_dir():
+        copy_tree(REPO, workdir, only="tests")
+    else:
+        copy_tree(REPO, workdir)
     tests = write_setup_cfg(workdir, packages)
+    config = read_config()
+    scope = [glob for p in packages for glob in package_scope(config, p)]
+    # A package narrowed to some functions runs only those; otherwise no names,
+    # so that mutmut keeps the results it already has.
+    narrowed = any("mutants" in config[f"package:{p}"] for p in packages)
+    names = args.mutants or (scope if narrowed else [])
     print(f"mutation: {', '.join(packages)} in {workdir} with {len(tests)} test files", flush=True)
+    started = time.time()
     run = subprocess.run(
-        [str(mutmut), "run", "--max-children", str(args.max_children), *args.mutants],
+        [str(mutmut), "run", "--max-children", str(args.max_children), *names],
         cwd=workdir,
         check=False,
     )
-    statuses = results(mutmut, workdir)
+    minutes = (time.time() - started) / 60
+    statuses = {
+        name: status
+        for name, status in results(mutmut, workdir).items()
+        if any(fnmatch.fnmatchcase(name, glob) for glob in scope)
+    }
     report = score_by_package(statuses)
-    (workdir / "mutation-score.json").write_text(json.dumps(report, indent=2) + "\n")
-    print()
-    for package, row in report.items():
-        print(
-            f"{package}: {row['detected']}/{row['ran']} detected ({row['score']} %), "
-            f"{row['by_status']}"
-        )
+    modules = score_by_package(statuses, depth=2)
+    (workdir / "mutation-score.json").write_text(
+        json.dumps({"minutes": round(minutes, 1), "packages": report, "modules": modules}, indent=2)
+        + "\n"
+    )
+    print(f"\nmutmut ran {minutes:.1f} min")
+    for table in (report, modules):
+        for package, row in table.items():
+            print(
+                f"{package}: {row['detected']}/{row['ran']} detected ({row['score']} %), "
+                f"{row['by_status']}"
+            )
     survivors = sorted(n for n, s in statuses.items() if s not in DETECTED | NOT_RUN)
     print(f"\nsurvivors ({len(survivors)}):")
     for name in survivors:
