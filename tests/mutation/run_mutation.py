@@ -182,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         "--max-children", type=int, default=min(2, os.cpu_count() or 1), help="parallel mutants"
     )
     parser.add_argument("--survivors", action="store_true", help="print each survivor's diff")
+    parser.add_argument(
+        "--report", action="store_true", help="only report the results already in --workdir"
+    )
     parser.add_argument("mutants", nargs="*", help="mutant names or globs to run (default: all)")
     args = parser.parse_args(argv)
     packages = args.package or ["fdt", "rtas"]
@@ -192,24 +195,27 @@ def main(argv: list[str] | None = None) -> int:
     if not mutmut.exists():
         raise SystemExit(f"mutation: {mutmut} not found; install the pinned mutmut into the venv")
 
-    if args.reuse and (workdir / "mutants").is_dir():
-        copy_tree(REPO, workdir, only="tests")
-    else:
-        copy_tree(REPO, workdir)
-    tests = write_setup_cfg(workdir, packages)
     config = read_config()
     scope = [glob for p in packages for glob in package_scope(config, p)]
-    # A package narrowed to some functions runs only those; otherwise no names,
-    # so that mutmut keeps the results it already has.
-    narrowed = any("mutants" in config[f"package:{p}"] for p in packages)
-    names = args.mutants or (scope if narrowed else [])
-    print(f"mutation: {', '.join(packages)} in {workdir} with {len(tests)} test files", flush=True)
     started = time.time()
-    run = subprocess.run(
-        [str(mutmut), "run", "--max-children", str(args.max_children), *names],
-        cwd=workdir,
-        check=False,
-    )
+    returncode = 0
+    if not args.report:
+        if args.reuse and (workdir / "mutants").is_dir():
+            copy_tree(REPO, workdir, only="tests")
+        else:
+            copy_tree(REPO, workdir)
+        tests = write_setup_cfg(workdir, packages)
+        # A package narrowed to some functions runs only those; otherwise no names,
+        # so that mutmut keeps the results it already has.
+        narrowed = any("mutants" in config[f"package:{p}"] for p in packages)
+        names = args.mutants or (scope if narrowed else [])
+        print(f"mutation: {', '.join(packages)} in {workdir} with {len(tests)} test files")
+        sys.stdout.flush()
+        returncode = subprocess.run(
+            [str(mutmut), "run", "--max-children", str(args.max_children), *names],
+            cwd=workdir,
+            check=False,
+        ).returncode
     minutes = (time.time() - started) / 60
     statuses = {
         name: status
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 [str(mutmut), "show", name], cwd=workdir, capture_output=True, text=True
             ).stdout
             print("    " + diff.replace("\n", "\n    "))
-    return run.returncode
+    return returncode
 
 
 if __name__ == "__main__":
