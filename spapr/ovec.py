@@ -51,9 +51,6 @@ class OptionVector:
     def intersect(self, other: OptionVector) -> OptionVector:
         return OptionVector(self.bits & other.bits)
 
-    def copy(self) -> OptionVector:
-        return OptionVector(set(self.bits))
-
     @classmethod
     def from_bytes(cls, data: bytes) -> OptionVector:
         """Bits of the vector's data bytes (without the length byte)."""
