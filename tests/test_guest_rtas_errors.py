@@ -65,6 +65,9 @@ class ScriptedPlatform(FakePlatform):
     def _query_cpu_stopped_state(self, call: RtasCall) -> None:
         self._answer("query-cpu-stopped-state", call, super()._query_cpu_stopped_state)
 
+    def _start_cpu(self, call: RtasCall) -> None:
+        self._answer("start-cpu", call, super()._start_cpu)
+
 
 def boot(script: Script, **timing: int) -> tuple[ScriptedPlatform, LinuxGuest]:
     guest = LinuxGuest(timing=GuestTiming(event_scan=False, **timing))  # type: ignore[arg-type]
