@@ -165,3 +165,32 @@ def test_without_start_cpu_a_thread_is_assumed_to_be_spinning() -> None:
     platform.run(120 * S)
     assert not [c for c in platform.calls if c.name == "start-cpu"]
     assert (LogLevel.ERR, "Processor 1 is stuck.") in lines(guest)
+
+
+def test_the_guests_rtas_trace_is_what_the_platform_saw() -> None:
+    """Every RTAS call the guest records (LinuxGuest.rtas_trace) is one the platform
+    received: same thread, time, service, arguments and returns, the token /rtas
+    gives that service, and H_RTAS's status (0) -- through a hot add and remove."""
+    guest = LinuxGuest(timing=GuestTiming(event_scan=False))
+    platform = StopSelfPlatform(guest, build_tree(slots=4, boot_cores=2))
+    platform.stops = []
+    platform.boot()
+    platform.run(2 * S)
+    platform.plug_core(2)
+    platform.run(S)
+    platform.unplug_core(2)
+    platform.run(S)
+    rtas = platform.tree.find("/rtas")
+    assert rtas is not None
+    seen = [(c.hwid, c.time, c.name, c.args) for c in platform.calls]
+    records = [r for r in guest.rtas_trace if r.service != "stop-self"]
+    assert [(r.hwid, r.time_ns, r.service, r.args) for r in records] == [
+        s for s in seen if s[2] != "stop-self"
+    ]
+    for record, call in zip(
+        records, [c for c in platform.calls if c.name != "stop-self"], strict=True
+    ):
+        assert record.rets[: len(call.rets)] == call.rets[: len(record.rets)]
+        assert record.token == int.from_bytes(rtas[record.service].value, "big")
+        assert record.hcall_status == 0
+    assert {r.hwid for r in records} >= {0, 2}
