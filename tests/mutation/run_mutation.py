@@ -24,9 +24,12 @@ the run further; the other mutants are then "not checked" and left out of the
 score, which then covers only the mutants that ran. Two runs at once need two
 ``--workdir``s.
 
-``--reuse`` keeps the scratch copy's mutants and results and refreshes only
-``tests/``: after adding tests, rerun the survivors (by name) without mutating and
-tracing everything again. (After a change to the measured code, run afresh.)
+``--baseline DIR`` reruns only the mutants that survived the run in ``DIR`` (an
+earlier scratch directory), in a fresh copy, and reports the earlier run's
+results with those mutants' new ones: after adding tests, the score without
+running again the mutants that were already detected. (Sound while the measured
+code is unchanged: mutant names then denote the same mutants, and a mutant the
+old tests detected is still detected when tests are only added.)
 
 The score of a package is (killed + timed out) / mutants that ran: a mutant that
 no selected test reaches ("no tests") counts as a survivor, not as excluded.
@@ -70,13 +73,11 @@ def tree_files(repo: Path) -> list[Path]:
     return [p for p in paths if (repo / p).is_file() and not SKIP_PARTS.intersection(p.parts)]
 
 
-def copy_tree(repo: Path, workdir: Path, *, only: str | None = None) -> None:
-    """Replace ``workdir`` by a copy of the work tree's files (or refresh the ``only`` folder)."""
-    if only is None and workdir.exists():
+def copy_tree(repo: Path, workdir: Path) -> None:
+    """Replace ``workdir`` by a copy of the work tree's files."""
+    if workdir.exists():
         shutil.rmtree(workdir)
     for rel in tree_files(repo):
-        if only is not None and rel.parts[0] != only:
-            continue
         target = workdir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, target)
@@ -176,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument(
-        "--reuse", action="store_true", help="keep the scratch copy, refresh only tests/"
+        "--baseline",
+        type=Path,
+        help="rerun only the survivors of the run in this scratch directory",
     )
     parser.add_argument(
         "--max-children", type=int, default=min(2, os.cpu_count() or 1), help="parallel mutants"
@@ -199,16 +202,22 @@ def main(argv: list[str] | None = None) -> int:
     scope = [glob for p in packages for glob in package_scope(config, p)]
     started = time.time()
     returncode = 0
+    baseline: dict[str, str] = {}
+    if args.baseline is not None:
+        baseline = {
+            name: status
+            for name, status in results(mutmut, args.baseline.resolve()).items()
+            if any(fnmatch.fnmatchcase(name, glob) for glob in scope)
+        }
     if not args.report:
-        if args.reuse and (workdir / "mutants").is_dir():
-            copy_tree(REPO, workdir, only="tests")
-        else:
-            copy_tree(REPO, workdir)
+        copy_tree(REPO, workdir)
         tests = write_setup_cfg(workdir, packages)
         # A package narrowed to some functions runs only those; otherwise no names,
         # so that mutmut keeps the results it already has.
         narrowed = any("mutants" in config[f"package:{p}"] for p in packages)
         names = args.mutants or (scope if narrowed else [])
+        if baseline:
+            names = sorted(n for n, s in baseline.items() if s not in DETECTED | NOT_RUN)
         print(f"mutation: {', '.join(packages)} in {workdir} with {len(tests)} test files")
         sys.stdout.flush()
         returncode = subprocess.run(
@@ -222,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, status in results(mutmut, workdir).items()
         if any(fnmatch.fnmatchcase(name, glob) for glob in scope)
     }
+    if baseline:  # the earlier results, with the rerun survivors' new ones
+        rerun = statuses
+        statuses = {
+            n: rerun.get(n, s) if s not in DETECTED | NOT_RUN else s for n, s in baseline.items()
+        }
     report = score_by_package(statuses)
     modules = score_by_package(statuses, depth=2)
     (workdir / "mutation-score.json").write_text(
