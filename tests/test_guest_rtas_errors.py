@@ -162,19 +162,20 @@ def test_an_acquire_needs_the_sensor_to_read_unusable(answer: tuple[int, int]) -
 
 
 def test_busy_answers_are_retried_after_linuxs_delays() -> None:
-    """rtas_busy_delay: -2 is retried at once (after a reschedule), 9901 after 10 ms,
-    9905 after 1 s (10^5 ms clamped); then the add goes on as usual."""
-    busy: list[tuple[int, ...]] = [(-2, 0), (9901, 0), (9905, 0)]
+    """rtas_busy_delay: -2 is retried at once (after a reschedule), 9900 after 1 ms,
+    9901 after 10 ms, 9905 after 1 s (10^5 ms clamped); then the add goes on."""
+    busy: list[tuple[int, ...]] = [(-2, 0), (9900, 0), (9901, 0), (9905, 0)]
     platform, guest = boot({("get-sensor-state", (9003, X2)): busy})
     mark = len(platform.calls)
     platform.plug_core(2)
     platform.run(3 * S)
     sensed = [c for c in platform.calls[mark:] if c.name == "get-sensor-state"]
-    assert [c.rets[0] for c in sensed[:4]] == [-2, 9901, 9905, 0]
-    gaps = [b.time - a.time for a, b in itertools.pairwise(sensed[:4])]
+    assert [c.rets[0] for c in sensed[:5]] == [-2, 9900, 9901, 9905, 0]
+    gaps = [b.time - a.time for a, b in itertools.pairwise(sensed[:5])]
     assert gaps[0] < MS
-    assert 10 * MS <= gaps[1] < 11 * MS
-    assert 1000 * MS <= gaps[2] < 1001 * MS
+    assert MS <= gaps[1] < 2 * MS
+    assert 10 * MS <= gaps[2] < 11 * MS
+    assert 1000 * MS <= gaps[3] < 1001 * MS
     assert guest.online_cpus() == [0, 1]
 
 
