@@ -26,10 +26,12 @@ score, which then covers only the mutants that ran. Two runs at once need two
 
 ``--baseline DIR`` reruns only the mutants that survived the run in ``DIR`` (an
 earlier scratch directory), in a fresh copy, and reports the earlier run's
-results with those mutants' new ones: after adding tests, the score without
-running again the mutants that were already detected. (Sound while the measured
-code is unchanged: mutant names then denote the same mutants, and a mutant the
-old tests detected is still detected when tests are only added.)
+results with those mutants' new ones (repeatable: a mutant detected in any of
+the runs counts as detected, so a second rerun can build on the first): after
+adding tests, the score without running again the mutants already detected.
+(Sound while the measured code is unchanged: mutant names then denote the same
+mutants, and a mutant the old tests detected is still detected when tests are
+only added.)
 
 The score of a package is (killed + timed out) / mutants that ran: a mutant that
 no selected test reaches ("no tests") counts as a survivor, not as excluded.
@@ -179,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="rerun only the survivors of the run in this scratch directory",
+        action="append",
+        help="rerun only the survivors of the run(s) in this scratch directory (repeatable)",
     )
     parser.add_argument(
         "--max-children", type=int, default=min(2, os.cpu_count() or 1), help="parallel mutants"
@@ -203,12 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     returncode = 0
     baseline: dict[str, str] = {}
-    if args.baseline is not None:
-        baseline = {
-            name: status
-            for name, status in results(mutmut, args.baseline.resolve()).items()
-            if any(fnmatch.fnmatchcase(name, glob) for glob in scope)
-        }
+    for earlier in args.baseline or []:
+        for name, status in results(mutmut, earlier.resolve()).items():
+            if not any(fnmatch.fnmatchcase(name, glob) for glob in scope):
+                continue
+            replaces = status in DETECTED or name not in baseline or status not in NOT_RUN
+            if replaces and baseline.get(name) not in DETECTED:
+                baseline[name] = status
     if not args.report:
         copy_tree(REPO, workdir)
         tests = write_setup_cfg(workdir, packages)
