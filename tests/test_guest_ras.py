@@ -170,3 +170,42 @@ def test_without_a_scan_rate_rtasd_does_not_scan() -> None:
     platform, guest = boot(rate=0, seconds=3)
     assert scan_times(platform) == []
     assert (LogLevel.DEBUG, "rtasd: scan rate is 0, not scanning") in lines(guest)
+
+
+def boot_without(prop: str) -> tuple[ScanPlatform, LinuxGuest]:
+    tree = build_tree(slots=4, boot_cores=1)
+    rtas = tree.find("/rtas")
+    assert rtas is not None
+    rtas.remove_property(prop)
+    guest = LinuxGuest()
+    platform = ScanPlatform(guest, tree)
+    platform.answers = []
+    platform.boot()
+    platform.run(3 * S)
+    return platform, guest
+
+
+def test_without_event_scan_rtasd_does_not_start() -> None:
+    """rtas_event_scan_init: no event-scan token, "rtasd: No event-scan on system"
+    (KERN_INFO), no scanning, and the daemon is not started."""
+    platform, guest = boot_without("event-scan")
+    got = lines(guest)
+    assert (LogLevel.INFO, "rtasd: No event-scan on system") in got
+    assert (LogLevel.DEBUG, "RTAS daemon started") not in got
+    assert scan_times(platform) == []
+
+
+def test_without_a_scan_rate_property_rtasd_does_not_start() -> None:
+    """No rtas-event-scan-rate: "rtasd: no rtas-event-scan-rate on system" (KERN_ERR)."""
+    platform, guest = boot_without("rtas-event-scan-rate")
+    got = lines(guest)
+    assert (LogLevel.ERR, "rtasd: no rtas-event-scan-rate on system") in got
+    assert (LogLevel.DEBUG, "RTAS daemon started") not in got
+    assert scan_times(platform) == []
+
+
+def test_a_started_rtasd_says_so_once() -> None:
+    """start_event_scan: "RTAS daemon started" (KERN_DEBUG), then the first scan."""
+    platform, guest = boot(seconds=2)
+    assert lines(guest).count((LogLevel.DEBUG, "RTAS daemon started")) == 1
+    assert scan_times(platform)[0][0] == 0
