@@ -354,3 +354,28 @@ def test_a_malformed_answer_ends_the_walk_and_gives_the_connector_back() -> None
         f"{HOTPLUG_CPU}Failed call to configure-connector, drc index: {CPU + 2:x}",
     ) in log
     assert released_after(platform, mark) == RELEASE
+
+
+def test_removing_the_last_online_cpu_is_refused_at_warning_level_with_einval() -> None:
+    """dlpar_offline_cpu: "Unable to remove last online CPU %pOFn" and -EBUSY;
+    dlpar_cpu_remove: "Failed to offline CPU %pOFn, rc: -16" (pr_warn both) and
+    -EINVAL, which is the rc the guest records for the refused removal."""
+    platform, guest = quiet_guest()
+    platform.unplug_core(0)
+    platform.run(S)
+    log = kernel_lines(guest)
+    assert (
+        LogLevel.WARNING,
+        f"{HOTPLUG_CPU}Unable to remove last online CPU PowerPC,POWER9",
+    ) in log
+    assert (LogLevel.WARNING, f"{HOTPLUG_CPU}Failed to offline CPU PowerPC,POWER9, rc: -16") in log
+    action = guest.drc_actions[CPU]
+    assert (action.action, action.outcome, action.rc) == ("remove", DrcOutcome.REMOVE_REFUSED, -22)
+
+
+def test_only_the_drc_type_names_a_cpu_entry() -> None:
+    """drc_info_valid_index compares the entry's type string, not its name prefix."""
+    parent = cpus_with(drc_info(("MEM", "CPU ", CPU, 0, 4, 1)), indexes=(CPU,))
+    assert not valid_cpu_drc_index(parent, CPU)
+    parent = cpus_with(drc_info(("CPU", "LMB ", CPU, 0, 4, 1)), indexes=(CPU,))
+    assert valid_cpu_drc_index(parent, CPU)
