@@ -17,6 +17,8 @@ is the fake of ``tests/test_guest_platform.py`` with event-scan scripted.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_guest_platform import FakePlatform, build_tree
 
@@ -209,3 +211,61 @@ def test_a_started_rtasd_says_so_once() -> None:
     platform, guest = boot(seconds=2)
     assert lines(guest).count((LogLevel.DEBUG, "RTAS daemon started")) == 1
     assert scan_times(platform)[0][0] == 0
+
+
+ORACLE_SMP = Path(__file__).parent / "data" / "guest_oracle" / "smp_boot_lines.txt"
+
+
+def test_the_smp_bring_up_lines_are_the_recorded_guests() -> None:
+    """kernel_init → smp_init: the two lines the recorded Linux guest printed with one
+    CPU (tests/data/guest_oracle/smp_boot_lines.txt), at KERN_INFO, in that order."""
+    expected = [
+        line for line in ORACLE_SMP.read_text().splitlines() if line and not line.startswith("#")
+    ]
+    _platform, guest = boot(seconds=0.5)
+    got = [(level, t) for level, t in lines(guest) if t.startswith("smp: ")]
+    assert got == [(LogLevel.INFO, text) for text in expected]
+
+
+def test_more_cpus_are_counted_in_the_plural() -> None:
+    """smp_init's summary: "%d node%s, %d CPU%s" with an s for more than one."""
+    _platform, guest = boot(boot_cores=2, seconds=0.5)
+    assert (LogLevel.INFO, "smp: Brought up 1 node, 2 CPUs") in lines(guest)
+
+
+@pytest.mark.parametrize(
+    ("cells", "epow", "hotplug"),
+    [
+        (None, (0x1000, 0), (0x1001, 0)),
+        (2, (0x1000, 0), (0x1001, 0)),
+        (1, (0x1000,), (0x1001,)),
+        (3, (0x1000, 0, 0), (0x1001, 0, 0)),
+    ],
+)
+def test_event_source_interrupts_are_read_with_the_parents_cell_count(
+    cells: int | None, epow: tuple[int, ...], hotplug: tuple[int, ...]
+) -> None:
+    """request_event_sources_irqs: each interrupt of a source is #interrupt-cells
+    cells of /event-sources (2 when absent), the first one the XICS source number; the
+    guest unmasks each (ibm,set-xive then ibm,int-on) and a hot-plug request works."""
+    tree = build_tree(slots=4, boot_cores=1)
+    sources = tree.find("/event-sources")
+    assert sources is not None
+    if cells is None:
+        sources.remove_property("#interrupt-cells")
+    else:
+        sources.set_property(fdt.Property.cells("#interrupt-cells", cells))
+    for name, value in (("epow-events", epow), ("hot-plug-events", hotplug)):
+        node = sources.find(name)
+        assert node is not None
+        node.set_property(fdt.Property.cells("interrupts", *value))
+    guest = LinuxGuest()
+    platform = ScanPlatform(guest, tree)
+    platform.answers = []
+    platform.boot()
+    platform.run(S // 2)
+    int_on = [c.args[0] for c in platform.calls if c.name == "ibm,int-on"]
+    assert sorted(int_on) == [0x1000, 0x1001]
+    platform.plug_core(2)
+    platform.run(S)
+    assert guest.online_cpus() == [0, 1]
