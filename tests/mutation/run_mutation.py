@@ -220,8 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         # so that mutmut keeps the results it already has.
         narrowed = any("mutants" in config[f"package:{p}"] for p in packages)
         names = args.mutants or (scope if narrowed else [])
-        if baseline:
-            names = sorted(n for n, s in baseline.items() if s not in DETECTED | NOT_RUN)
+        if baseline:  # its survivors (those matching the names given, if any)
+            names = sorted(
+                n
+                for n, s in baseline.items()
+                if s not in DETECTED | NOT_RUN
+                and (not args.mutants or any(fnmatch.fnmatchcase(n, g) for g in args.mutants))
+            )
         print(f"mutation: {', '.join(packages)} in {workdir} with {len(tests)} test files")
         sys.stdout.flush()
         returncode = subprocess.run(
