@@ -241,9 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         if any(fnmatch.fnmatchcase(name, glob) for glob in scope)
     }
     if baseline:  # the earlier results, with the rerun survivors' new ones
+        # (a survivor the new code no longer has -- its function was deleted -- is dropped)
         rerun = statuses
         statuses = {
-            n: rerun.get(n, s) if s not in DETECTED | NOT_RUN else s for n, s in baseline.items()
+            n: rerun.get(n, s) if s not in DETECTED | NOT_RUN else s
+            for n, s in baseline.items()
+            if s in DETECTED | NOT_RUN or n in rerun
         }
     report = score_by_package(statuses)
     modules = score_by_package(statuses, depth=2)
