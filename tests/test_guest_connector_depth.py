@@ -17,7 +17,7 @@ import struct
 import pytest
 
 import fdt
-from guest.connector import ConnectorError, ConnectorWalk, initial_work_area
+from guest.connector import ConnectorError, ConnectorWalk, initial_work_area, read_property
 
 NEXT_CHILD, PREV_PARENT = 2, 4
 
@@ -67,3 +67,18 @@ def test_the_work_area_starts_zeroed_with_the_index_in_word_0(index: int) -> Non
     assert len(area) == 4096
     assert struct.unpack_from(">I", area, 0)[0] == index
     assert area[4:] == bytes(4092)
+
+
+def test_a_property_value_may_end_exactly_at_the_work_area_end() -> None:
+    """QEMU clips a value at the 4 KiB work area's end (configure_connector_st), so a
+    value that fills it to the last byte is a whole value, read as such; one byte
+    more would run past the area and is refused."""
+    area = bytearray(4096)
+    struct.pack_into(">III", area, 8, 20, 4096 - 24, 24)
+    area[20:24] = b"big\0"
+    area[24:] = b"\xab" * (4096 - 24)
+    prop = read_property(bytes(area))
+    assert (prop.name, len(prop.value)) == ("big", 4096 - 24)
+    struct.pack_into(">I", area, 12, 4096 - 23)
+    with pytest.raises(ConnectorError):
+        read_property(bytes(area))
