@@ -27,6 +27,7 @@ from spapr.drc import (
     DrcTable,
     DrcType,
     DrcVmstate,
+    drc_name,
     is_at_rest,
 )
 from spapr.trace import TraceRecorder
@@ -263,3 +264,23 @@ def test_a_section_that_does_not_fit_is_refused_and_names_why(
     drc.attach("core")
     with pytest.raises(DrcError, match=named):
         drc.load_vmstate(section)
+
+
+@pytest.mark.parametrize(
+    ("drc_id", "name"),
+    [
+        (0, "CPU 0"),
+        (8, "CPU 8"),
+        (0x7FFFFFFF, "CPU 2147483647"),
+        (0x80000000, "CPU -2147483648"),
+        (0xFFFFFFFF, "CPU -1"),
+    ],
+)
+def test_drc_names_print_the_id_as_a_signed_int(drc_id: int, name: str) -> None:
+    """spapr_drc_name: the prefix then the u32 id with ``%d`` (QEMU 7.2 spapr_drc.c)."""
+    assert drc_name(DrcType.CPU, drc_id) == name
+
+
+def test_a_type_qemu_has_no_connector_for_has_no_name() -> None:
+    with pytest.raises(ValueError, match="VIO"):
+        drc_name(DrcType.VIO, 0)

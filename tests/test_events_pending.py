@@ -281,3 +281,28 @@ def test_migration_load_is_traced_and_restores_routing() -> None:
     target.load_vmstate(source.vmstate())
     assert list(target) == list(source) and target.hp_evt_negotiated
     assert trace.select("event_queue")[-1].fields["op"] == "migration"
+
+
+def test_at_the_bound_a_request_taken_by_the_guest_is_queued_again() -> None:
+    """What counts as pending is the queue as it is now, also when it is back at the
+    bound: a request the guest already took is queued again, a still pending one not."""
+    queue, _ = make_queue()
+    memory = GuestMemory(0x10000)
+    for i in range(MAX_PENDING):
+        queue.queue_hotplug(HotplugAction.REMOVE, CPU + 100 + i)
+    queue.queue_hotplug(HotplugAction.REMOVE, CPU + 105)  # at the bound: coalesced
+    assert len(queue) == MAX_PENDING
+    assert take(queue, memory) == (HotplugAction.REMOVE, CPU + 100, 0)
+    queue.queue_hotplug(HotplugAction.ADD, CPU + 1)  # back at the bound
+    assert len(queue) == MAX_PENDING
+    queue.queue_hotplug(HotplugAction.REMOVE, CPU + 100)  # taken: queued again
+    assert len(queue) == MAX_PENDING + 1
+    queue.queue_hotplug(HotplugAction.REMOVE, CPU + 100)  # pending again: coalesced
+    queue.queue_hotplug(HotplugAction.ADD, CPU + 1)  # the last one appended: coalesced
+    queue.queue_hotplug(HotplugAction.REMOVE, CPU + 163)  # the last of the first ones
+    assert len(queue) == MAX_PENDING + 1
+    queue.clear_all()
+    for i in range(MAX_PENDING):
+        queue.queue_hotplug(HotplugAction.ADD, CPU + 200 + i)
+    queue.queue_hotplug(HotplugAction.REMOVE, CPU + 100)  # pending before the reset only
+    assert len(queue) == MAX_PENDING + 1
