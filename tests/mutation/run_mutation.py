@@ -242,9 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if baseline:  # the earlier results, with the rerun survivors' new ones
         # (a survivor the new code no longer has -- its function was deleted -- is dropped)
+        # (a survivor not rerun, e.g. an interrupted run, keeps its earlier status)
         rerun = statuses
         statuses = {
-            n: rerun.get(n, s) if s not in DETECTED | NOT_RUN else s
+            n: rerun[n] if s not in DETECTED | NOT_RUN and rerun[n] not in NOT_RUN else s
             for n, s in baseline.items()
             if s in DETECTED | NOT_RUN or n in rerun
         }
