@@ -52,6 +52,12 @@ GUEST_FILES = {
 GUEST_USAGE = "lscpu, numactl -H, cat /sys/devices/system/cpu/{online,present,possible}, dmesg"
 
 
+#: Most events ``trace show`` prints and ``trace diagram`` draws by default: the ring
+#: keeps up to 30,000, which printed whole is megabytes (seconds over QMP's
+#: human-monitor-command on a busy host) and more than anyone reads at a prompt.
+TRACE_PRINT_LIMIT = 2_000
+
+
 class HmpParseError(Exception):
     """The command line could not be parsed (the message is already printed)."""
 
@@ -615,6 +621,17 @@ class HmpMonitor:
                 except ValueError:
                     self.print("trace: usage: trace diagram [since-ms]")
                     return
+            else:
+                # a long run: the latest TRACE_PRINT_LIMIT events (an explicit since-ms
+                # draws from anywhere); the reply stays readable at a prompt and over QMP
+                window = [e for e in events if e.t >= since]
+                if len(window) > TRACE_PRINT_LIMIT:
+                    since = window[-TRACE_PRINT_LIMIT].t
+                    skipped = sum(1 for e in window if e.t < since)
+                    self.print(
+                        f"trace: {skipped} earlier events not drawn; the diagram starts at "
+                        f"{since / 1_000_000:.3f} ms (trace diagram SINCE-MS starts elsewhere)"
+                    )
             for line in sequence_diagram(events, since_ns=since):
                 self.print(line)
             return
@@ -635,6 +652,12 @@ class HmpMonitor:
         lines = self.control.machine.trace.qemu_lines(*patterns)
         if not lines:
             self.print(f"trace: no events matching '{' '.join(patterns)}' recorded")
+        if len(lines) > TRACE_PRINT_LIMIT:
+            self.print(
+                f"trace: the latest {TRACE_PRINT_LIMIT} of {len(lines)} matching events "
+                "(a pattern narrows; -trace-json keeps all)"
+            )
+            lines = lines[-TRACE_PRINT_LIMIT:]
         for line in lines:
             self.print(line)
 
