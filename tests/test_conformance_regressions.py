@@ -205,14 +205,17 @@ def test_the_recordings_still_match_qemu(name: str) -> None:
     assert header["argv"] == CASES[name][1].split()
     assert [s["request"] for s in steps] == CASES[name][2]
     # QEMU 7.2 now and then crashes when device_del releases a hot-added core at once
-    # (conformance.campaign.KNOWN_CRASHES["cpu-unplug-race"]): try again then.
-    for attempt in range(3):
+    # (conformance.campaign.KNOWN_CRASHES["cpu-unplug-race"]; measured on device_del_paths:
+    # 9 of 30 runs, SIGABRT "free(): corrupted unsorted chunks"): try again then. Only
+    # QEMU's own exit is retried; any answer that differs fails at once.
+    attempts = 10
+    for attempt in range(attempts):
         try:
             with QemuSession(header["argv"]) as qemu:
                 got = _exchanges(qemu, [s["request"] for s in steps])
             break
         except QemuExited:
-            if attempt == 2:
+            if attempt == attempts - 1:
                 raise
     assert json.dumps(got) == json.dumps(steps)
 
