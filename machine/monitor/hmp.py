@@ -626,12 +626,11 @@ class HmpMonitor:
                 # draws from anywhere); the reply stays readable at a prompt and over QMP
                 window = [e for e in events if e.t >= since]
                 if len(window) > TRACE_PRINT_LIMIT:
-                    since = window[-TRACE_PRINT_LIMIT].t
-                    skipped = sum(1 for e in window if e.t < since)
                     self.print(
-                        f"trace: {skipped} earlier events not drawn; the diagram starts at "
-                        f"{since / 1_000_000:.3f} ms (trace diagram SINCE-MS starts elsewhere)"
+                        f"trace: the latest {TRACE_PRINT_LIMIT} of {len(window)} events drawn "
+                        "(trace diagram SINCE-MS draws from a time on)"
                     )
+                    events = window[-TRACE_PRINT_LIMIT:]
             for line in sequence_diagram(events, since_ns=since):
                 self.print(line)
             return
