@@ -69,6 +69,13 @@ def is_int64(value: Any) -> bool:
     )
 
 
+def _list_items(name: str, value: Any) -> list[tuple[str, Any]]:
+    """A list member's elements with their paths (``name[0]``, ...); not a list: refused."""
+    if not isinstance(value, list):
+        raise invalid_type(name, "array")
+    return [(f"{name}[{i}]", item) for i, item in enumerate(value)]
+
+
 def _check(name: str, arg: Arg, value: Any) -> Any:
     """One member's value; ``name`` is its path in the arguments (``capabilities[0].state``)."""
     if arg.type is ArgType.STR:
@@ -91,21 +98,15 @@ def _check(name: str, arg: Arg, value: Any) -> Any:
             raise QemuError(f"Parameter '{arg.name}' does not accept value '{value}'")
         return value
     if arg.type is ArgType.STRUCT_LIST:
-        if not isinstance(value, list):
-            raise invalid_type(name, "array")
         structs = []
-        for i, item in enumerate(value):
-            item_name = f"{name}[{i}]"
+        for item_name, item in _list_items(name, value):
             if not isinstance(item, dict):
                 raise invalid_type(item_name, "object")
             structs.append(_visit_struct(item, arg.members, f"{item_name}."))
         return structs
     if arg.type is ArgType.ENUM_LIST:
-        if not isinstance(value, list):
-            raise invalid_type(name, "array")
         items = []
-        for i, item in enumerate(value):
-            item_name = f"{name}[{i}]"
+        for item_name, item in _list_items(name, value):
             if not isinstance(item, str):
                 raise invalid_type(item_name, "string")
             if item not in arg.values:
