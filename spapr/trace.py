@@ -69,6 +69,8 @@ QEMU_TRACE_FORMATS: dict[str, str] = {
     "spapr_xive_esb": "flags=0x{flags:x} lisn=0x{lisn:x} offset=0x{offset:x} data=0x{data:x}",
     "spapr_xive_sync": "flags=0x{flags:x} lisn=0x{lisn:x}",
     "spapr_xive_reset": "flags=0x{flags:x}",
+    "kvm_xive_cpu_connect": "connect CPU{id:d} to KVM device",
+    "kvm_xive_source_reset": "IRQ 0x{srcno:x}",
     "xive_source_esb_read": "@0x{addr:x} IRQ 0x{srcno:x} val=0x{val:x}",
     "xive_source_esb_write": "@0x{addr:x} IRQ 0x{srcno:x} val=0x{val:x}",
     "xive_router_end_notify": "END 0x{end_blk:02x}/0x{end_idx:04x} -> enqueue 0x{end_data:08x}",

@@ -207,7 +207,7 @@ class Ics:
             self._resend_candidates.discard(srcno)
 
     def _emit(self, name: str, **fields: Any) -> None:
-        self.xics.trace.emit(name, **fields)
+        self.xics.emit(name, **fields)
 
     # -- allocation ----------------------------------------------------------
 
@@ -479,7 +479,7 @@ class Icp:
             self.xics.raise_external(self.server, level)
 
     def _emit(self, name: str, **fields: Any) -> None:
-        self.xics.trace.emit(name, **fields)
+        self.xics.emit(name, **fields)
 
     def irq(self, ics: Ics, nr: int, priority: int) -> None:
         """Offer source ``nr`` at ``priority``: present it or have ``ics`` reject it (icp_irq)."""
@@ -609,6 +609,15 @@ class Xics:
         self.ics = Ics(self, nr_irqs)
         #: ICPs by server, in plug order (QEMU's CPU list order: resend and ``info pic``).
         self.icps: dict[int, Icp] = {}
+        #: Connected to KVM's in-kernel XICS device (xics_kvm_connect): the sources, the
+        #: presenters' hcalls and the interrupt RTAS calls are the host kernel's, so QEMU
+        #: traces none of them. This model still does the work, silently, in its place.
+        self.in_kernel = False
+
+    def emit(self, name: str, **fields: Any) -> None:
+        """A trace event of the emulated controller (none while the kernel's is in use)."""
+        if not self.in_kernel:
+            self.trace.emit(name, **fields)
 
     # -- presenters ----------------------------------------------------------
 
@@ -643,10 +652,10 @@ class Xics:
         QEMU 7.2 crashes on a server without ICP (NULL presenter); the model rejects
         the interrupt, so it is resent once the guest retargets it.
         """
-        self.trace.emit("xics_icp_irq", server=server, nr=nr, priority=priority)
+        self.emit("xics_icp_irq", server=server, nr=nr, priority=priority)
         icp = self.icps.get(_as_int32(server))
         if icp is None:
-            self.trace.emit(TRACE_NO_PRESENTER, server=server, nr=nr)
+            self.emit(TRACE_NO_PRESENTER, server=server, nr=nr)
             ics.reject(nr)
             return
         icp.irq(ics, nr, priority)
@@ -736,7 +745,7 @@ class Xics:
     # -- monitor ---------------------------------------------------------------
 
     def info_pic(self) -> str:
-        """HMP ``info pic`` of an emulated-XICS pseries machine, QEMU's text.
+        """HMP ``info pic`` with XICS active, QEMU's text (the machine adds the irqchip line).
 
         QEMU prints host pointers (the XISR owner, the ICS); :data:`ICS_ADDRESS`
         stands in for them.
@@ -756,7 +765,6 @@ class Xics:
                 out.append(
                     f"  {ics.offset + srcno:4x} {kind} {src.priority:02x} {int(src.status):02x}\n"
                 )
-        out.append("irqchip: emulated\n")
         return "".join(out)
 
     # -- reset and migration -------------------------------------------------

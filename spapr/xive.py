@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -68,6 +68,8 @@ from rtas.xive_abi import (
 )
 from spapr.errors import QemuError
 from spapr.trace import TraceRecorder
+
+_T = TypeVar("_T")
 
 # -- QEMU 7.2's sPAPR XIVE layout ------------------------------------------------
 
@@ -426,6 +428,14 @@ class SpaprXive:
         self.exploited = False
         #: The guest's ESB and TIMA pages are reachable (the controller is active).
         self.mmio_enabled = False
+        #: Connected to KVM's in-kernel XIVE device (kvmppc_xive_connect): the ESB and
+        #: TIMA pages are the host kernel's and it routes and presents the events, so
+        #: QEMU traces none of that. This model still does the work, silently.
+        self.in_kernel = False
+        #: vCPUs whose presenter KVM has connected (QEMU's kvm_enabled_cpus): a core
+        #: unplugged and plugged again keeps them, a disconnect forgets them all.
+        self.kvm_vcpus: set[int] = set()
+        self._device_depth = 0
 
     # -- names -------------------------------------------------------------------
 
@@ -455,7 +465,42 @@ class SpaprXive:
         return 4 << TM_SHIFT
 
     def _emit(self, name: str, **fields: Any) -> None:
-        self.trace.emit(name, **fields)
+        if not self._device_depth:
+            self.trace.emit(name, **fields)
+
+    def _in_device(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run what the device does (not QEMU's hcall layer): untraced while in-kernel."""
+        if not self.in_kernel:
+            return fn(*args)
+        self._device_depth += 1
+        try:
+            return fn(*args)
+        finally:
+            self._device_depth -= 1
+
+    # -- KVM's in-kernel device ---------------------------------------------------------
+
+    def connect_kvm(self) -> None:
+        """kvmppc_xive_connect: each vCPU's presenter, then every allocated source."""
+        if self.in_kernel:
+            return  # the device is in use already (a reset under XIVE-only)
+        for vcpu_id in self.tctxs:
+            self._cpu_connect(vcpu_id)
+        for lisn, eas in enumerate(self.eat):
+            if eas & EAS_VALID:
+                self._emit("kvm_xive_source_reset", srcno=lisn)
+        self.in_kernel = True
+
+    def disconnect_kvm(self) -> None:
+        """kvmppc_xive_disconnect: the device goes, and with it the connected vCPUs."""
+        self.in_kernel = False
+        self.kvm_vcpus.clear()
+
+    def _cpu_connect(self, vcpu_id: int) -> None:
+        """kvmppc_xive_cpu_connect (nothing for a vCPU plugged again)."""
+        if vcpu_id not in self.kvm_vcpus:
+            self._emit("kvm_xive_cpu_connect", id=vcpu_id)
+            self.kvm_vcpus.add(vcpu_id)
 
     def _guest_error(self, message: str) -> None:
         """QEMU's qemu_log_mask(LOG_GUEST_ERROR, ...) (``-d guest_errors``)."""
@@ -473,6 +518,8 @@ class SpaprXive:
         self.eat[lisn] |= EAS_VALID | EAS_MASKED
         if lsi:
             self.source.lsi.add(lisn)
+        if self.in_kernel:
+            self._emit("kvm_xive_source_reset", srcno=lisn)
 
     def free(self, lisn: int) -> None:
         """Release ``lisn`` (only its EAS's valid bit goes)."""
@@ -491,6 +538,8 @@ class SpaprXive:
         tctx = ThreadContext(vcpu_id, vcpu_id if cpu_index is None else cpu_index)
         tctx.reset()
         self.tctxs[vcpu_id] = tctx
+        if self.in_kernel:
+            self._cpu_connect(vcpu_id)
         return tctx
 
     def remove_tctx(self, vcpu_id: int) -> None:
@@ -523,7 +572,7 @@ class SpaprXive:
         else:
             notify = bool(val) and src.trigger(lisn)
         if notify:
-            self.notify(lisn)
+            self._in_device(self.notify, lisn)
 
     def pulse(self, lisn: int) -> None:
         """Raise then lower ``lisn`` (qemu_irq_pulse: how the spapr event sources signal)."""
@@ -974,6 +1023,9 @@ class SpaprXive:
             return rc, ()
         if offset > (1 << ESB_SHIFT):
             return _H_P3, ()
+        return self._in_device(self._esb_access, flags, lisn, offset, data)
+
+    def _esb_access(self, flags: int, lisn: int, offset: int, data: int) -> HcallResult:
         addr = self.esb_mgmt_page(lisn) + offset
         if addr + 8 > self.esb_length:
             self._guest_error(f"XIVE: failed to access ESB @0x{self.vc_base + addr:x}")
@@ -1134,10 +1186,10 @@ class _EsbPages:
     xive: SpaprXive
 
     def mmio_read(self, cpu: int, offset: int, size: int) -> int:
-        return self.xive.esb_read(offset, size)
+        return self.xive._in_device(self.xive.esb_read, offset, size)
 
     def mmio_write(self, cpu: int, offset: int, size: int, value: int) -> None:
-        self.xive.esb_write(offset, value, size)
+        self.xive._in_device(self.xive.esb_write, offset, value, size)
 
 
 @attrs.define(eq=False)
@@ -1147,7 +1199,7 @@ class _TimaPages:
     xive: SpaprXive
 
     def mmio_read(self, cpu: int, offset: int, size: int) -> int:
-        return self.xive.tima_read(cpu, offset, size)
+        return self.xive._in_device(self.xive.tima_read, cpu, offset, size)
 
     def mmio_write(self, cpu: int, offset: int, size: int, value: int) -> None:
-        self.xive.tima_write(cpu, offset, size, value)
+        self.xive._in_device(self.xive.tima_write, cpu, offset, size, value)

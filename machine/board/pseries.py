@@ -216,6 +216,7 @@ class PseriesMachine:
                 self.xive.claim(SPAPR_IRQ_IPI + i)
         #: The controller interrupts go through now (spapr->active_intc).
         self.xive_active = False
+        self._intc_activated = False
         self._set_active_intc(xive=not self.has_xics)
         self.events = EventQueue(
             pulse_irq=self._pulse_irq,
@@ -380,12 +381,40 @@ class PseriesMachine:
             self.xics.pulse(irq)
 
     def _set_active_intc(self, *, xive: bool) -> None:
-        """spapr_irq_update_active_intc: switch controllers; only XIVE's pages come and go."""
-        self.xive_active = xive and self.xive is not None
+        """spapr_irq_update_active_intc: switch controllers; only XIVE's pages come and go.
+
+        Under KVM (kernel-irqchip not off) the controller that goes is disconnected
+        from its in-kernel device and the one that comes is connected to its own; the
+        modeled host offers both devices, so the fallback to emulation never happens.
+        """
+        new_xive = xive and self.xive is not None
+        if self.setup.accel.kernel_irqchip_allowed and (
+            not self._intc_activated or new_xive != self.xive_active
+        ):
+            if self._intc_activated:
+                self._disconnect_kvm_intc()
+            if new_xive:
+                assert self.xive is not None
+                self.xive.connect_kvm()
+            else:
+                self.xics.in_kernel = True
+        self._intc_activated = True
+        self.xive_active = new_xive
         if self.xive is not None:
             self.memory.set_mmio_enabled(self.xive.vc_base, self.xive_active)
             self.memory.set_mmio_enabled(self.xive.tm_base, self.xive_active)
             self.xive.exploited = self.xive_active and self.ov5_cas.test(OV5_XIVE_EXPLOIT)
+
+    def _disconnect_kvm_intc(self) -> None:
+        if self.xive_active and self.xive is not None:
+            self.xive.disconnect_kvm()
+        else:
+            self.xics.in_kernel = False
+
+    @property
+    def kvm_irqchip_in_kernel(self) -> bool:
+        """QEMU's kvm_irqchip_in_kernel(): the active controller is KVM's in-kernel device."""
+        return self.xics.in_kernel or (self.xive is not None and self.xive.in_kernel)
 
     def _register_rtas(self) -> None:
         register = self.rtas.register

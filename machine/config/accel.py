@@ -23,9 +23,10 @@ model reproduces from QEMU 7.2 + Linux KVM-HV:
   are accepted, an unknown value gets QEMU's "Unknown kvm-type specified" and ``pr``
   (KVM-PR) is refused as not modeled.
 * Accelerator properties: TCG ``thread``, ``tb-size``, ``split-wx`` and KVM
-  ``kernel-irqchip``, ``kvm-shadow-mem``, ``dirty-ring-size`` are kept (only
-  ``kernel-irqchip=split`` has an effect: pseries refuses it); others get QEMU's
-  "Property 'tcg-accel.x' not found".
+  ``kernel-irqchip``, ``kvm-shadow-mem``, ``dirty-ring-size`` are kept; others get
+  QEMU's "Property 'tcg-accel.x' not found". ``kernel-irqchip`` takes ``on``, ``off``
+  or ``split`` (pseries refuses ``split``); unless ``off``, the machine's interrupt
+  controller is KVM's in-kernel device (docs/protocol.md, section 8.8).
 """
 
 from __future__ import annotations
@@ -138,6 +139,16 @@ class Accelerator:
     def name(self) -> str:
         return self.kind.value
 
+    @property
+    def kernel_irqchip(self) -> str:
+        """``kernel-irqchip``: ``on`` (required), ``off``, ``split``; "" unset (allowed)."""
+        return dict(self.props).get("kernel-irqchip", "")
+
+    @property
+    def kernel_irqchip_allowed(self) -> bool:
+        """QEMU's kvm_kernel_irqchip_allowed(): KVM, and kernel-irqchip not off."""
+        return self.is_kvm and self.kernel_irqchip != "off"
+
 
 TCG = Accelerator(AccelKind.TCG)
 
@@ -146,6 +157,15 @@ _ACCEL_PROPS = {
     AccelKind.TCG: ("thread", "tb-size", "split-wx"),
     AccelKind.KVM: ("kernel-irqchip", "kvm-shadow-mem", "dirty-ring-size"),
 }
+#: ``kernel-irqchip``'s values (QAPI's OnOffSplit).
+KERNEL_IRQCHIP_VALUES = ("on", "off", "split")
+
+
+def kernel_irqchip_error(value: str) -> str | None:
+    """The string input visitor's refusal of a ``kernel-irqchip`` value, None if valid."""
+    if value in KERNEL_IRQCHIP_VALUES:
+        return None
+    return f"Parameter 'kernel-irqchip' does not accept value '{value}'"
 
 
 def lookup_host_model(name: str) -> CpuModel:
@@ -210,6 +230,8 @@ def _init_accel(kind: AccelKind, opts: QemuOpts | None, host: KvmHost) -> Accele
                 raise QemuError(
                     f"Property '{kind.value}-accel.{opt.name}' not found", location=opts.location
                 )
+            if opt.name == "kernel-irqchip" and (error := kernel_irqchip_error(opt.text)):
+                raise QemuError(error, location=opts.location)
             props.append((opt.name, opt.text))
     if kind is AccelKind.TCG:
         return Accelerator(kind, None, tuple(props))

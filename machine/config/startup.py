@@ -22,6 +22,7 @@ from machine.config.accel import (
     Accelerator,
     CpuSelection,
     configure_accelerator,
+    kernel_irqchip_error,
     kvm_init_checks,
     kvm_vcpu_refusal,
     parse_cpu_option,
@@ -236,7 +237,7 @@ class _Startup:
             config.accel_opts, self.accel_name, config.kvm_host, self.warnings
         )
         if accel.kvm_host is not None and self.accel_sugar:
-            accel = attrs.evolve(accel, props=accel.props + tuple(self.accel_sugar.items()))
+            accel = attrs.evolve(accel, props=self._sugar_props() + accel.props)
         if accel.is_kvm:
             location = config.accel_opts[0].location if config.accel_opts else None
             kvm_init_checks(
@@ -378,6 +379,14 @@ class _Startup:
         backend_id = opts.pop("memory-backend", None)
         if backend_id is not None:
             self.ram_backend_id = str(backend_id)
+
+    def _sugar_props(self) -> tuple[tuple[str, str], ...]:
+        """``-machine kernel-irqchip=``/``kvm-shadow-mem=``: global properties of the KVM
+        accelerator, applied when it is created, so that ``-accel`` options override them."""
+        for key, value in self.accel_sugar.items():
+            if key == "kernel-irqchip" and (error := kernel_irqchip_error(value)):
+                raise QemuError(f"can't apply global kvm-accel.{key}={value}: {error}")
+        return tuple(self.accel_sugar.items())
 
     # ---- machine properties
 
@@ -551,7 +560,7 @@ class _Startup:
                 return "xics"
             if mode == "xive":
                 raise QemuError("XIVE-only machines require a POWER9 CPU")
-        if accel.is_kvm and dict(accel.props).get("kernel-irqchip") == "split":
+        if accel.is_kvm and accel.kernel_irqchip == "split":
             raise QemuError("kernel_irqchip split mode not supported on pseries")
         return mode
 

@@ -87,7 +87,10 @@ class StdioMonitor:
                 ready.wait()
                 ready.clear()
             line = self._read_line()
-            loop.call_soon_threadsafe(lines.put_nowait, line)
+            try:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            except RuntimeError:
+                return  # the run has ended (its loop is closed): a line read late is dropped
             if line is None:
                 return
 

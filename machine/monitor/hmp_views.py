@@ -34,10 +34,13 @@ def _seconds(ns: int) -> str:
 
 
 def info_pic(machine: PseriesMachine) -> list[str]:
-    """QEMU's ``info pic``: the active controller's state (XICS, or XIVE once active)."""
+    """QEMU's ``info pic``: the active controller's state (XICS, or XIVE once active),
+    then whether that controller is KVM's in-kernel device (spapr_pic_print_info)."""
     if machine.xive_active and machine.xive is not None:
-        return [*machine.xive.info_pic().splitlines(), "irqchip: emulated"]
-    return machine.xics.info_pic().splitlines()
+        lines = machine.xive.info_pic().splitlines()
+    else:
+        lines = machine.xics.info_pic().splitlines()
+    return [*lines, f"irqchip: {'in-kernel' if machine.kvm_irqchip_in_kernel else 'emulated'}"]
 
 
 # ------------------------------------------------------------------------------ info drc
