@@ -51,6 +51,10 @@ class PlatformHooks(Protocol):
         """The ``MaxEntCap=...`` string of system parameter 20."""
         ...
 
+    def vm_uuid(self) -> bytes:
+        """The 16 bytes of ``-uuid``, or b"" when none was given (system parameter 48)."""
+        ...
+
     def other_threads_active(self, caller: int) -> bool:
         """Whether a vCPU other than ``caller`` is running (ibm,suspend-me refuses)."""
         ...
@@ -115,7 +119,7 @@ class PlatformRtas:
         elif parameter == SYSPARM_DIAGNOSTICS_RUN_MODE:
             status = _sysparm_store(call, buffer, length, bytes([DIAGNOSTICS_RUN_MODE_DISABLED]))
         elif parameter == SYSPARM_UUID:
-            status = _sysparm_store(call, buffer, length, b"")
+            status = _sysparm_store(call, buffer, length, self.hooks.vm_uuid())
         else:
             status = int(RtasStatus.NOT_SUPPORTED)
         call.set_ret(0, status)

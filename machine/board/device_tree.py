@@ -35,6 +35,8 @@ from spapr.xive import (
 
 #: phandle QEMU gives the interrupt controller (PHANDLE_INTC).
 PHANDLE_INTC = 0x1111
+#: ``vm,uuid`` without ``-uuid`` (QEMU prints its all-zero qemu_uuid).
+NULL_UUID = "00000000-0000-0000-0000-000000000000"
 #: /chosen graphic defaults (qemu,graphic-*).
 GRAPHIC_WIDTH, GRAPHIC_HEIGHT, GRAPHIC_DEPTH = 800, 600, 32
 #: SPAPR_OV5_XIVE_* values of ibm,arch-vec-5-platform-support byte 23.
@@ -66,7 +68,10 @@ class DeviceTreeConfig:
     pre_5_1_assoc_refpoints: bool = False
     cap_rpt_invalidate: bool = False
     resize_hpt: bool = True
-    vm_uuid: str = "00000000-0000-0000-0000-000000000000"
+    #: ``-uuid`` as QEMU prints it (lower case), the null UUID when none was given.
+    vm_uuid: str = NULL_UUID
+    #: ``-uuid`` was given: QEMU writes it as ``system-id`` too.
+    system_id: bool = False
     vm_name: str | None = None
 
 
@@ -329,6 +334,8 @@ def build_device_tree(
     root.set_property(Property.string("model", "IBM pSeries (emulated by qemu)"))
     root.set_property(Property.string("compatible", "qemu,pseries"))
     root.set_property(Property.string("vm,uuid", config.vm_uuid))
+    if config.system_id:
+        root.set_property(Property.string("system-id", config.vm_uuid))
     if config.vm_name:
         root.set_property(Property.string("ibm,partition-name", config.vm_name))
     root.set_property(Property.cells("#address-cells", 2))

@@ -20,7 +20,12 @@ from typing import Any
 import attrs
 
 from fdt import DeviceTree, Node, to_dtb
-from machine.board.device_tree import DeviceTreeConfig, DeviceTreeState, build_device_tree
+from machine.board.device_tree import (
+    NULL_UUID,
+    DeviceTreeConfig,
+    DeviceTreeState,
+    build_device_tree,
+)
 from machine.board.guest_random import GuestRandom
 from machine.board.journal import Journal, JournalEntry, journal_args, traced_args
 from machine.board.qdev import build_core, parse_device_add, realize_requested
@@ -901,6 +906,8 @@ class PseriesMachine:
             cap_rpt_invalidate=setup.caps.is_on("rpt-invalidate"),
             resize_hpt=setup.resize_hpt != "disabled",
             vm_name=setup.config.name,
+            vm_uuid=setup.config.process.uuid or NULL_UUID,
+            system_id=setup.config.process.uuid is not None,
         )
 
     def device_tree(self, *, reset: bool = True) -> DeviceTree:
@@ -1135,6 +1142,10 @@ class PseriesMachine:
         if self.model.family in ("POWER8", "POWER9"):
             text += f",HostThrs={8 if self.model.family == 'POWER8' else 4}"
         return text
+
+    def vm_uuid(self) -> bytes:
+        uuid = self.setup.config.process.uuid
+        return bytes.fromhex(uuid.replace("-", "")) if uuid else b""
 
     def other_threads_active(self, caller: int) -> bool:
         return any(

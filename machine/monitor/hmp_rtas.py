@@ -60,6 +60,7 @@ from rtas.codes import (
 )
 from rtas.errlog import HOTPLUG_EXTENDED_LENGTH, LogSummary
 from spapr.drc import DRC, LOGICAL_TRANSITIONS, PHYSICAL_TRANSITIONS, DrcOperation, Guard
+from spapr.platform_rtas import SYSPARM_UUID
 
 _U32 = 0xFFFF_FFFF
 #: Bytes QEMU writes into a check-exception buffer whatever length the guest gives.
@@ -791,6 +792,12 @@ class RtasPrompt:
             memory = self.control.machine.memory
             length = memory.ld16(args[1])
             data = memory.read(args[1] + 2, min(length, DATA_BUFFER_SIZE - 2))
+            if args[0] == SYSPARM_UUID and len(data) == 16:
+                return [f"value ({length} bytes): the -uuid, {_uuid_text(data)}"]
+            if args[0] == SYSPARM_UUID:
+                return [f"value ({length} bytes): no -uuid was given"]
+            if not all(32 <= b < 127 for b in data.rstrip(b"\0")):
+                return [f"value ({length} bytes): {data.hex(' ')}"]
             text = data.rstrip(b"\0").decode("latin-1")
             return [f"value ({length} bytes): {text!r}"]
         return []
@@ -1059,3 +1066,9 @@ def _refusal_hint(op: DrcOperation, index: int, state: str) -> list[str]:
     if op is DrcOperation.ISOLATE and state == "LOGICAL_UNISOLATE":
         return [f"first: finish the walk (rtas ibm,configure-connector {index:#x} until 0)"]
     return []
+
+
+def _uuid_text(data: bytes) -> str:
+    """16 bytes as a UUID is written (8-4-4-4-12 hex digits)."""
+    h = data.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
