@@ -24,6 +24,7 @@ from machine.config.cmdline import PROG
 from machine.config.startup import reset_warnings
 from machine.config.version import PACKAGE as PACKAGE
 from machine.config.version import QEMU_VERSION as QEMU_VERSION
+from machine.monitor.hmp_memory import DumpFormat
 from machine.monitor.introspect import MIGRATION_CAPABILITIES
 from machine.monitor.migrate_commands import (
     Migration,
@@ -180,6 +181,8 @@ class MachineControl:
         #: Human monitors opened on this machine so far (each traces its commands under
         #: its number, where QEMU's ``handle_hmp_command`` prints the monitor's address).
         self.hmp_monitors = 0
+        #: ``xp``'s last ``/fmt``, shared by every human monitor as QEMU's globals are.
+        self.hmp_dump_format = DumpFormat()
         #: The host thread that runs every vCPU when a real process serves the machine
         #: (set by the runner); query-cpus-fast then names it, as QEMU names each
         #: vCPU's thread. None: the scheduler's own thread numbers are shown.

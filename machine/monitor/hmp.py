@@ -31,6 +31,7 @@ from machine.config.qemu_opts import OptsList, parse_qemu_opts
 from machine.diagrams.pictures import DRAW_USAGE, draw_svg, parse_draw_words
 from machine.diagrams.sequence_text import sequence_diagram
 from machine.monitor.control import PACKAGE, QEMU_VERSION, MachineControl
+from machine.monitor.hmp_memory import DumpFormat, DumpSyntaxError, memory_dump, parse_address
 from machine.monitor.hmp_migrate import info_migrate, migrate, migrate_incoming
 from machine.monitor.hmp_rtas import RtasPrompt, rtas_help_lines
 from machine.monitor.hmp_views import dt_show, info_drc, info_events, info_pending, info_pic
@@ -199,6 +200,9 @@ HMP_COMMANDS: tuple[HmpCommand, ...] = tuple(
                 "migrate_incoming",
             ),
             HmpCommand(
+                "xp", "fmt:/,addr:l", "/fmt addr", "physical memory dump starting at 'addr'", "xp"
+            ),
+            HmpCommand(
                 "trace",
                 "cmdline:S?",
                 f"show [pattern...]|diagram [since-ms]|draw {DRAW_USAGE}",
@@ -274,6 +278,10 @@ class HmpMonitor:
         self._mon = self.control.hmp_monitors
         self.control.hmp_monitors += 1
 
+    @property
+    def _dump_format(self) -> DumpFormat:
+        return self.control.hmp_dump_format
+
     def print(self, text: str = "") -> None:
         """monitor_printf of one line."""
         self._out.append(text + "\n")
@@ -340,6 +348,16 @@ class HmpMonitor:
                 pos += 1
             if kind.startswith("-"):
                 args[key], pos = self._flag(cmd, line, pos, kind[1:], specs[n + 1 :])
+            elif kind in ("/", "l"):
+                try:
+                    if kind == "/":
+                        *args[key], rest = self._dump_format.parse(line[pos:])
+                    else:
+                        args[key], rest = parse_address(line[pos:])
+                except DumpSyntaxError as err:
+                    self.print(str(err))
+                    raise HmpParseError from None
+                pos = len(line) - len(rest)
             elif kind == "s":
                 if optional and pos >= len(line):
                     continue
@@ -402,6 +420,13 @@ class HmpMonitor:
         for opt in opts.opts:
             values[opt.name] = opt.text
         return values
+
+    # ------------------------------------------------------------ memory
+
+    def cmd_xp(self, args: dict[str, Any]) -> None:
+        count, fmt, size = args["fmt"]
+        for line in memory_dump(self.control.machine.memory, count, fmt, size, args["addr"]):
+            self.print(line)
 
     # ------------------------------------------------------------ help
 
