@@ -413,3 +413,28 @@ def test_a_failing_repeat_keeps_the_earlier_request() -> None:
         rig.handler.unplug_request(core)
     assert rig.drc(1).unplug_requested is True
     assert queued(rig) == [(HotplugAction.REMOVE, CPU_DRC_BASE + 1)]
+
+
+# --- unplug_request / unplug of cores that are not where they should be ------------------
+
+
+def test_device_del_of_a_core_without_a_slot_says_so_with_qemus_text() -> None:
+    """spapr_core_unplug_request: a core whose core-id maps to no possible-CPU slot is
+    refused with "Unable to find CPU core with core-id: %d"; nothing is queued."""
+    rig = make_rig(cores=4)
+    stray = new_core(9)
+    with pytest.raises(QemuError, match=r"^Unable to find CPU core with core-id: 9$"):
+        rig.handler.unplug_request(stray)
+    assert len(rig.events) == 0
+
+
+def test_releasing_a_core_that_is_not_in_its_slot_leaves_the_slot_alone() -> None:
+    """The release of a core object that is not the one plugged in its slot (a stale
+    duplicate) is refused; the plugged core keeps its slot and nothing is deleted."""
+    rig = make_rig()
+    plugged = add(rig, new_core(2, hotplugged=False))
+    stale = new_core(2)
+    with pytest.raises(AssertionError):
+        rig.handler.unplug(stale)
+    assert rig.handler.slots[2].core is plugged
+    assert rig.host.log == []
