@@ -57,7 +57,7 @@ from guest.cas import OV7_LENGTH, CasRequest, PlatformSupport
 from guest.kernel import Kernel, RtasResult
 from guest.state import LogicalCpu
 from rtas import RtasCall
-from rtas.hcalls import Hcall, HcallReturn
+from rtas.hcalls import EXECUTE, Hcall, HcallReturn
 from rtas.tokens import RtasToken
 
 S = 1_000_000_000
@@ -400,6 +400,66 @@ def test_an_offlined_cpu_is_offline_and_not_waiting_to_start() -> None:
     platform.run(S)
     assert guest.online_cpus() == [0]
     assert {op[0] for hwid, op in platform.hcalls[mark:] if hwid == 1} == {Hcall.H_CEDE}
+
+
+class StormPlatform(SlowDeathPlatform):
+    """After each query-cpu-stopped-state, the caller's next ``storm`` stretches of
+    guest code are cut short before any time passes (interrupts keep arriving and
+    going, an interrupt storm): thread 0's program runs through :func:`stalling`."""
+
+    storm = 0
+    stalled = 0
+
+    def _query_cpu_stopped_state(self, call: RtasCall) -> None:
+        super()._query_cpu_stopped_state(call)
+        self.storm = 2
+
+
+def stalling(
+    platform: StormPlatform, program: Generator[Any, Any, None]
+) -> Generator[Any, Any, None]:
+    """``program`` (already running), except that an EXECUTE during a storm comes
+    back at once with all of its time left undone. Primed: send it what
+    ``program`` waits for."""
+    value: Any = yield None
+    while True:
+        op = program.send(value)
+        if op[0] == EXECUTE and platform.storm:
+            platform.storm -= 1
+            platform.stalled += 1
+            value = op[1]
+            continue
+        value = yield op
+
+
+def test_a_dying_cpu_poll_rides_out_an_interrupt_storm() -> None:
+    """The poll's wait between two queries, on a CPU that an interrupt storm keeps
+    from making progress (each stretch of code comes back undone, twice in a row):
+    the CPU checks for interrupts (H_XIRR) and goes on waiting; the thread is
+    reaped once it reads stopped, and the CPU stays usable."""
+    guest = LinuxGuest(timing=GuestTiming(event_scan=False, die_poll_ns=S))
+    platform = StormPlatform(guest, build_tree(slots=4, boot_cores=1))
+    platform.boot()
+    platform.run(2 * S)
+    platform.plug_core(2)
+    platform.run(S)
+    assert guest.online_cpus() == [0, 1]
+    vcpu0 = platform.vcpus[0]
+    assert vcpu0.program is not None
+    vcpu0.program = stalling(platform, vcpu0.program)
+    next(vcpu0.program)
+    platform.storm = 0
+    platform.not_stopped = 3
+    mark = len(platform.hcalls)
+    platform.unplug_core(2)
+    platform.run(5 * S)
+    assert platform.stalled >= 2 * 3  # each wait between two queries was stalled twice
+    assert any(op[0] == Hcall.H_XIRR for hwid, op in platform.hcalls[mark:] if hwid == 0)
+    assert guest.online_cpus() == [0]
+    assert "DEVICE_DELETED core 2" in platform.events
+    platform.plug_core(3)
+    platform.run(S)
+    assert guest.online_cpus() == [0, 1]
 
 
 # ------------------------------------------------------------ wrong-index guest
