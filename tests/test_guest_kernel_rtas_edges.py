@@ -140,22 +140,23 @@ def test_a_call_without_rets_has_status_zero_whatever_rets0_holds() -> None:
 
 
 def test_the_trace_keeps_h_rtas_status_beside_the_rets() -> None:
-    """QEMU's answer to a token it does not know: rets[0] = -3 and H_RTAS returns
-    H_PARAMETER (-4) (protocol.md §3); the call's status is -3, its output rets[1],
-    and the trace records the hypercall's own -4."""
-    kernel = kernel_of_two()
-    gen = kernel.rtas_call(kernel.cpus[1], "get-sensor-state", [DR_ENTITY_SENSE, X2], 2)
-    call = RtasCall.decode(kernel.memory, enter(gen), None)
-    call.set_ret(0, -3)
-    call.set_ret(1, 6)
-    result = leave(gen, HcallReturn.H_PARAMETER)
-    assert (result.status, result.out(0)) == (-3, 6)
+    """A token the platform does not serve (the fake has no get-time-of-day): QEMU's
+    dispatcher writes rets[0] = -3 and H_RTAS returns H_PARAMETER (-4) (protocol.md
+    §3). The call's status is -3, its outputs 0, and the guest's trace keeps the
+    hypercall's own -4 beside the rets."""
+    platform, guest = booted(quiet(), build_tree(slots=4, boot_cores=2))
+    kernel = guest.kernel
+    gen = kernel.rtas_call(kernel.cpus[1], "get-time-of-day", [], 8)
+    hret = platform.dispatcher.hcall_rtas(platform.memory, enter(gen), platform.vcpus[1])
+    assert hret == HcallReturn.H_PARAMETER
+    result = leave(gen, hret)
+    assert result == RtasResult(-3, (-3, 0, 0, 0, 0, 0, 0, 0))
     record = kernel.rtas_trace[-1]
     assert (record.hwid, record.service, record.args, record.rets) == (
         1,
-        "get-sensor-state",
-        (DR_ENTITY_SENSE, X2),
-        (-3, 6),
+        "get-time-of-day",
+        (),
+        result.rets,
     )
     assert record.hcall_status == HcallReturn.H_PARAMETER
 
