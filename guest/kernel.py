@@ -411,7 +411,9 @@ class Kernel:
                 cpu = self.current
 
     def rtas_get_sensor(self, sensor: int, index: int) -> Generator[Any, Any, tuple[int, int]]:
-        """rtas_get_sensor: (rc as Linux returns it, state)."""
+        """rtas_get_sensor: (rc as Linux returns it, state); -ENOENT without the service."""
+        if "get-sensor-state" not in self.tokens:
+            return -ENOENT, 0
         result = yield from self.rtas_call_busy(
             self.current, "get-sensor-state", [sensor, index], 2
         )
@@ -423,7 +425,10 @@ class Kernel:
     def rtas_set_indicator(
         self, indicator: int, index: int, value: int
     ) -> Generator[Any, Any, int]:
-        """rtas_set_indicator: 0, a positive status, or a negative errno."""
+        """rtas_set_indicator: 0, a positive status, or a negative errno (-ENOENT without
+        the service, as Linux checks its token first)."""
+        if "set-indicator" not in self.tokens:
+            return -ENOENT
         result = yield from self.rtas_call_busy(
             self.current, "set-indicator", [indicator, index, value], 1
         )

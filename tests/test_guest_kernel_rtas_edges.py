@@ -65,7 +65,7 @@ MS = 1_000_000
 X2 = CPU_DRC_BASE | 2
 X3 = CPU_DRC_BASE | 3
 DR_ENTITY_SENSE = 9003
-EIO, EINVAL, ERANGE = 5, 22, 34
+ENOENT, EIO, EINVAL, ERANGE = 2, 5, 22, 34
 HOTPLUG_CPU = "pseries-hotplug-cpu: "
 
 
@@ -302,6 +302,27 @@ def test_get_sensor_maps_a_failing_status_as_rtas_error_rc(
     line = (LogLevel.ERR, f"rtas_error_rc: unexpected RTAS error {status}")
     printed = [entry for entry in lines_of(kernel) if "unexpected RTAS error" in entry[1]]
     assert printed == ([line] if unexpected else [])
+
+
+@pytest.mark.parametrize("service", ["get-sensor-state", "set-indicator"])
+def test_sensor_and_indicator_without_their_service_are_enoent(service: str) -> None:
+    """Linux 6.1's rtas_get_sensor and rtas_set_indicator check their token first:
+    RTAS_UNKNOWN_SERVICE returns -ENOENT (2) without a call, not rtas_error_rc(-1)'s
+    -EIO, so "Failed to acquire DRC, rc: -2" is what such a platform would print."""
+    kernel = kernel_of_two()
+    kernel._current = kernel.cpus[0]
+    del kernel.tokens[service]
+    calls = kernel.rtas_calls
+    if service == "get-sensor-state":
+        gen: Generator[Any, Any, Any] = kernel.rtas_get_sensor(DR_ENTITY_SENSE, X2)
+        want: Any = (-ENOENT, 0)
+    else:
+        gen = kernel.rtas_set_indicator(9003, X2, 1)
+        want = -ENOENT
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == want
+    assert kernel.rtas_calls == calls
 
 
 def lines_of(kernel: Kernel) -> list[tuple[LogLevel, str]]:
