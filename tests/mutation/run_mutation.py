@@ -168,6 +168,15 @@ def score_by_package(statuses: dict[str, str], depth: int = 1) -> dict[str, dict
     return report
 
 
+def within_scope(given: list[str], scope: list[str]) -> list[str]:
+    """The names or globs given, narrowed to the package's measured functions: a scope glob
+    inside a given one (``guest.kernel.*`` keeps only the RTAS-path functions of
+    kernel.py, not all of its mutants) and a given name or glob inside the scope."""
+    kept = [g for g in scope if any(fnmatch.fnmatchcase(g, u) for u in given)]
+    kept += [u for u in given if any(fnmatch.fnmatchcase(u, g) for g in scope) and u not in kept]
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     """Copy, run, report; exit 0 whatever the score (the numbers are the output)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -219,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         # A package narrowed to some functions runs only those; otherwise no names,
         # so that mutmut keeps the results it already has.
         narrowed = any("mutants" in config[f"package:{p}"] for p in packages)
-        names = args.mutants or (scope if narrowed else [])
+        names = within_scope(args.mutants, scope) if args.mutants else (scope if narrowed else [])
         if baseline:  # its survivors (those matching the names given, if any)
             names = sorted(
                 n
